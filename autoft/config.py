@@ -1,0 +1,257 @@
+"""The search config file (``autoft search CONFIG.yaml``), loaded and validated up front.
+
+Every key of design.md's config is a typed field here; unknown keys, wrong types and missing
+files are :class:`~autoft.errors.InputError` naming the file and the key, before anything starts.
+Relative paths in a config are relative to the folder of the config file, so a config works from
+any current directory.
+
+Example::
+
+    config = load_config("examples/sst2_minilm.yaml")
+    config.data.train        # absolute Path
+    config.tracking_uri      # "sqlite:///.../autoft_results/mlflow.db" by default
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from autoft.errors import InputError
+
+Algorithm = Literal["tpe", "cmaes", "random", "grid", "gp", "qmc"]
+Scheduler = Literal["fifo", "asha", "hyperband", "pbt"]
+Metric = Literal["accuracy", "f1", "mcc"]
+DataFormat = Literal["csv", "tsv", "jsonl", "imagefolder", "hf_disk"]
+Column = int | str
+
+PACKAGE_PREFIX = "pkg:"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the training and evaluation data live and how to read them."""
+
+    train: Path
+    eval: Path | None = None
+    format: DataFormat | None = None
+    text_column: Column = 0
+    text_pair_column: Column | None = None
+    label_column: Column = 1
+    max_train_samples: int | None = Field(default=None, gt=0)
+    max_eval_samples: int | None = Field(default=None, gt=0)
+
+    @property
+    def resolved_format(self) -> str:
+        """The format given, else inferred from the train path (a folder is an ImageFolder)."""
+        if self.format:
+            return self.format
+        if self.train.is_dir():
+            return "hf_disk" if (self.train / "dataset_info.json").exists() or (
+                self.train / "dataset_dict.json").exists() else "imagefolder"
+        suffix = self.train.suffix.lower().lstrip(".")
+        if suffix in ("csv", "tsv", "jsonl"):
+            return suffix
+        if suffix == "json":
+            return "jsonl"
+        raise InputError(f"data.format: cannot infer the format of {self.train}; "
+                         "set format to csv, tsv, jsonl, imagefolder or hf_disk")
+
+
+class SearchSettings(_Section):
+    """How the search runs: sampler, scheduler, budget and concurrency."""
+
+    algorithm: Algorithm = "tpe"
+    scheduler: Scheduler = "asha"
+    num_samples: int = Field(default=16, gt=0)
+    max_concurrent: int = Field(default=2, gt=0)
+    seed: int = 0
+    points_to_evaluate: list[dict[str, Any]] = Field(default_factory=list)
+    max_failures: int = Field(default=1, ge=0)
+    grace_period: int = Field(default=1, gt=0)
+    reduction_factor: float = Field(default=2.0, gt=1)
+
+
+class Resources(_Section):
+    """Resources per trial; ``gpu`` may be fractional (0.25 runs four trials per GPU)."""
+
+    cpu: float = Field(default=1, gt=0)
+    gpu: float = Field(default=0, ge=0)
+
+
+class RayConfig(_Section):
+    """``address: null`` starts an embedded local Ray; else ``auto``, ``HOST:PORT``, ``ray://..``."""
+
+    address: str | None = None
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking URI (default: SQLite under ``storage``) and experiment name."""
+
+    uri: str | None = None
+    experiment: str | None = None
+
+
+class ScriptConfig(_Section):
+    """``trainable: script``: a program that prints ``AutoFinetuneEval<TAB>score`` (PaddleHub)."""
+
+    path: Path
+    args: list[str] = Field(default_factory=list)
+    evaluate_choice: Literal["fulltrail", "modelbased"] = "fulltrail"
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class Config(_Section):
+    """One search (or, with ``autoft train``, one fine-tune with the ``fixed`` hyperparameters)."""
+
+    name: str = Field(min_length=1)
+    trainable: str = "text"
+    model: str | None = None
+    pretrained_file: Path | None = None
+    data: DataConfig | None = None
+    metric: Metric = "accuracy"
+    space: Path | dict[str, Any] | None = None
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    resources: Resources = Field(default_factory=Resources)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    storage: Path = Path("autoft_results")
+    script: ScriptConfig | None = None
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("trainable")
+    @classmethod
+    def _known_trainable(cls, value: str) -> str:
+        if value in ("text", "image", "script") or ":" in value:
+            return value
+        raise ValueError("must be text, image, script or 'package.module:function'")
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment: ``tracking.experiment``, else the search ``name``."""
+        return self.tracking.experiment or self.name
+
+    @property
+    def experiment_dir(self) -> Path:
+        """The Ray Tune experiment folder of this search (``storage/name``)."""
+        return self.storage / self.name
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI; the embedded default is SQLite inside ``storage``."""
+        return self.tracking.uri or f"sqlite:///{self.storage.resolve() / 'mlflow.db'}"
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """A plain mapping (absolute paths) that :func:`load_config` reads back unchanged."""
+        return self.model_dump(mode="json", exclude_none=False)
+
+
+def resolve_package_path(value: str) -> Path:
+    """``pkg:PACKAGE/sub/path`` is a path inside an installed Python package (offline weights)."""
+    package, _, sub = value[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"{value}: no installed Python package named {package!r}")
+    return Path(next(iter(spec.submodule_search_locations))) / sub
+
+
+def _resolve(base: Path, value: Path | str) -> Path:
+    if isinstance(value, str) and value.startswith(PACKAGE_PREFIX):
+        return resolve_package_path(value)
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _format_error(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{source}: {key}: {message}"
+
+
+def read_yaml(path: Path | str, what: str = "file") -> Any:
+    """Safe-load one YAML file; a missing or malformed file is an :class:`InputError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: malformed YAML{where}: {problem}") from None
+
+
+def config_from_mapping(raw: Any, base: Path, source: str = "config") -> Config:
+    """Validate a mapping as a :class:`Config`, resolving relative paths against ``base``."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping of config keys, got {type(raw).__name__}")
+    raw = dict(raw)
+    for key in ("model",):
+        value = raw.get(key)
+        if isinstance(value, str) and (value.startswith(PACKAGE_PREFIX) or value.startswith(".")
+                                       or (base / value).exists()):
+            raw[key] = str(_resolve(base, value))
+    for key in ("pretrained_file", "storage"):
+        if isinstance(raw.get(key), str):
+            raw[key] = str(_resolve(base, raw[key]))
+    if isinstance(raw.get("space"), str):
+        raw["space"] = str(_resolve(base, raw["space"]))
+    if isinstance(raw.get("data"), dict):
+        data = dict(raw["data"])
+        for key in ("train", "eval"):
+            if isinstance(data.get(key), str):
+                data[key] = str(_resolve(base, data[key]))
+        raw["data"] = data
+    if isinstance(raw.get("script"), dict) and isinstance(raw["script"].get("path"), str):
+        raw["script"] = {**raw["script"], "path": str(_resolve(base, raw["script"]["path"]))}
+    if "storage" not in raw:
+        raw["storage"] = str((base / "autoft_results").resolve())
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(_format_error(source, exc)) from None
+    _check_files(config, source)
+    return config.model_copy(update={"source": Path(source) if source != "config" else None})
+
+
+def _check_files(config: Config, source: str) -> None:
+    needs_data = config.trainable in ("text", "image")
+    if needs_data and config.data is None:
+        raise InputError(f"{source}: data: required for trainable {config.trainable!r}")
+    if needs_data and not config.model:
+        raise InputError(f"{source}: model: required for trainable {config.trainable!r}")
+    if config.data is not None:
+        for key in ("train", "eval"):
+            path = getattr(config.data, key)
+            if path is not None and not path.exists():
+                raise InputError(f"{source}: data.{key}: {path} does not exist")
+    if config.pretrained_file is not None and not config.pretrained_file.is_file():
+        raise InputError(f"{source}: pretrained_file: {config.pretrained_file} does not exist")
+    if isinstance(config.space, Path) and not config.space.is_file():
+        raise InputError(f"{source}: space: {config.space} does not exist")
+    if config.trainable == "script":
+        if config.script is None:
+            raise InputError(f"{source}: script: required for trainable 'script'")
+        if not config.script.path.is_file():
+            raise InputError(f"{source}: script.path: {config.script.path} does not exist")
+
+
+def load_config(path: Path | str, **overrides: Any) -> Config:
+    """Read, validate and resolve a config file; ``overrides`` replace top-level keys."""
+    path = Path(path)
+    raw = read_yaml(path, "config file")
+    if isinstance(raw, dict):
+        raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+    return config_from_mapping(raw, path.resolve().parent, str(path))
