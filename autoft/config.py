@@ -140,6 +140,16 @@ class Config(_Section):
         return self.tracking.experiment or self.name
 
     @property
+    def num_epochs(self) -> int:
+        """Epochs of a full trial (``fixed.num_epochs``, default 3): the schedulers' horizon."""
+        return int(self.fixed.get("num_epochs", 3))
+
+    @property
+    def metric_key(self) -> str:
+        """The reported, maximised metric: ``eval_<metric>``."""
+        return f"eval_{self.metric}"
+
+    @property
     def experiment_dir(self) -> Path:
         """The Ray Tune experiment folder of this search (``storage/name``)."""
         return self.storage / self.name

@@ -1,0 +1,191 @@
+"""The ``autoft`` command line (design.md "CLI").
+
+Exit status: 0 success; 2 bad input (one line on stderr saying what and where, no traceback);
+1 the search itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from autoft.config import Config, load_config
+from autoft.errors import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
+    """Apply ``--num-samples``, ``--address`` and ``--tracking-uri`` to a loaded config."""
+    update = {}
+    if getattr(args, "num_samples", None) is not None:
+        if args.num_samples < 1:
+            raise InputError(f"--num-samples: must be at least 1, got {args.num_samples}")
+        update["search"] = config.search.model_copy(update={"num_samples": args.num_samples})
+    if getattr(args, "address", None):
+        update["ray"] = config.ray.model_copy(update={"address": args.address})
+    if getattr(args, "tracking_uri", None):
+        update["tracking"] = config.tracking.model_copy(update={"uri": args.tracking_uri})
+    return config.model_copy(update=update)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from autoft.driver import load_search_space
+    from autoft.search_algorithms import describe_strategy
+
+    config = _with_overrides(load_config(args.config), args)
+    space = load_search_space(config)
+    print(f"{args.config}: OK")
+    print(f"search {config.name!r}: trainable {config.trainable}, metric {config.metric_key}")
+    print(describe_strategy(config))
+    print(space.describe())
+    if config.fixed:
+        print("fixed: " + ", ".join(f"{k}={v}" for k, v in config.fixed.items()))
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from autoft.driver import run_search
+
+    config = _with_overrides(load_config(args.config), args)
+    if args.dry_run:
+        from trainables import load_trainable
+
+        cmd_validate(args)
+        load_trainable(config.trainable).prepare(config)
+        print("dry run: data prepared, nothing started")
+        return EXIT_OK
+    return _summarise(run_search(config))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from autoft.driver import run_search
+    from autoft.export import experiment_config
+
+    return _summarise(run_search(experiment_config(Path(args.experiment_dir)), resume=True))
+
+
+def _summarise(outcome) -> int:
+    from autoft.results import trials_frame
+
+    frame = trials_frame(outcome.trials, "score")
+    print()
+    print(frame.drop(columns=["error"]).to_string(index=False, max_colwidth=24))
+    failed = [t for t in outcome.trials if t.status == "failed"]
+    for trial in failed:
+        print(f"trial {trial.trial_id} failed: {trial.error}")
+    if outcome.best is None:
+        print("no trial reported a score", file=sys.stderr)
+        return EXIT_FAILED
+    best = outcome.best
+    print(f"\nbest trial {best.trial_id}: score {best.score:.4f} after {best.epochs} epoch(s)")
+    print("  " + ", ".join(f"{k}={v}" for k, v in sorted(best.hparams.items())))
+    print(f"MLflow parent run: {outcome.parent_run_id} ({outcome.tracking_uri})")
+    print(f"best config: {outcome.best_config_path}  (retrain: autoft train "
+          f"{outcome.best_config_path})")
+    print(f"browse the trials: autoft ui --tracking-uri {outcome.tracking_uri}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from autoft.export import export_best
+
+    path = export_best(Path(args.experiment_dir), args.format,
+                       Path(args.output) if args.output else None)
+    print(path)
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from autoft.train import train
+
+    config = _with_overrides(load_config(args.config), args)
+    result = train(config)
+    print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+    print(f"model: {result.model_dir}\nMLflow run: {result.run_id} ({config.tracking_uri})")
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    uri = args.tracking_uri
+    if uri is None:
+        default = Path("autoft_results") / "mlflow.db"
+        if not default.is_file():
+            raise InputError(f"no tracking store at {default}: pass --tracking-uri")
+        uri = f"sqlite:///{default.resolve()}"
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI for {uri} on http://{args.host}:{args.port}")
+    return subprocess.call(command)
+
+
+def cmd_paddlehub(args: argparse.Namespace) -> int:
+    from autoft.paddlehub import main as paddlehub_main
+
+    return paddlehub_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoft", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def config_command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("config", help="search config (YAML)")
+        sub.add_argument("--num-samples", type=int, help="override search.num_samples")
+        sub.add_argument("--address", help="Ray address: auto, HOST:PORT or ray://HOST:10001")
+        sub.add_argument("--tracking-uri", help="MLflow tracking URI")
+        sub.set_defaults(func=func)
+        return sub
+
+    search = config_command("search", cmd_search, "run a search")
+    search.add_argument("--dry-run", action="store_true",
+                        help="check config, space and data; start nothing")
+    config_command("validate", cmd_validate, "check a config and its space, print the space")
+    config_command("train", cmd_train, "one fine-tune with the fixed hyperparameters")
+
+    resume = commands.add_parser("resume", help="continue an interrupted search")
+    resume.add_argument("experiment_dir")
+    resume.set_defaults(func=cmd_resume)
+
+    export = commands.add_parser("export", help="write the best trial as a train config")
+    export.add_argument("experiment_dir")
+    export.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    export.add_argument("-o", "--output", help="output file (default: in the experiment folder)")
+    export.set_defaults(func=cmd_export)
+
+    ui = commands.add_parser("ui", help="serve the MLflow UI for the tracking store")
+    ui.add_argument("--tracking-uri")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+
+    paddlehub = commands.add_parser("paddlehub", add_help=False,
+                                    help="PaddleHub Auto Fine-tune: SCRIPT --param_file F ...")
+    paddlehub.add_argument("rest", nargs=argparse.REMAINDER)
+    paddlehub.set_defaults(func=cmd_paddlehub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``autoft`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"autoft: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted: `autoft resume <experiment dir>` continues a search",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The Ray Tune driver: one search from a validated config to an exported best config.
+
+Data flows one way: config -> space -> Tuner (OptunaSearch + scheduler) -> trials on Ray workers
+-> results -> MLflow (from this process, through a Tune callback) -> export. The dataset is
+prepared once here and shipped to every trial through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from autoft.config import Config
+from autoft.errors import InputError
+from autoft.export import EXPERIMENT_CONFIG, best_config, dump_config, save_experiment_config
+from autoft.plots import write_plots
+from autoft.results import TrialRecord, best_trial, load_trials, trials_frame
+from autoft.search_algorithms import make_scheduler, make_search_alg
+from autoft.space import SearchSpace, load_space
+from autoft.tracking import MlflowTrackingCallback
+from autoft.trial import run_trial
+from trainables import load_trainable
+from trainables.hparams import check_hparam_names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What ``autoft search`` prints at the end."""
+
+    experiment_dir: Path
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    parent_run_id: str | None
+    best_config_path: Path | None
+    tracking_uri: str
+
+
+def load_search_space(config: Config) -> SearchSpace:
+    """The config's space, checked against the hyperparameters its trainable understands."""
+    if config.space is None:
+        raise InputError(f"{config.source or 'config'}: space: required for a search")
+    space = load_space(config.space, str(config.space) if isinstance(config.space, Path)
+                       else f"{config.source or 'config'}: space")
+    if config.trainable in ("text", "image"):
+        check_hparam_names([*space.names, *config.fixed], f"{config.source or 'config'}")
+    return space
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join ``address``, or start an embedded local Ray that is this command's alone.
+
+    ``address="local"`` matters: a plain ``ray.init()`` joins whatever cluster an earlier
+    ``ray start`` left in Ray's temp dir, even a dead one.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
+             log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _trainable(config: Config, prepared: Any) -> Any:
+    resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+    return tune.with_resources(tune.with_parameters(run_trial, config=config, prepared=prepared),
+                               resources)
+
+
+def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
+    return MlflowTrackingCallback(
+        tracking_uri=config.tracking_uri,
+        experiment_name=config.experiment_name,
+        run_name=config.name,
+        state_dir=config.experiment_dir,
+        metric=config.metric_key,
+        num_epochs=config.num_epochs,
+        parent_params={**config.fixed, "algorithm": config.search.algorithm,
+                       "scheduler": config.search.scheduler,
+                       "num_samples": config.search.num_samples,
+                       "space": ",".join(space.names)},
+    )
+
+
+def _tuner(config: Config, space: SearchSpace, prepared: Any,
+           tracking: MlflowTrackingCallback) -> tune.Tuner:
+    metric = config.metric_key
+    return tune.Tuner(
+        _trainable(config, prepared),
+        tune_config=tune.TuneConfig(
+            metric=metric, mode="max",
+            search_alg=make_search_alg(config, space, metric),
+            scheduler=make_scheduler(config, space, metric),
+            num_samples=config.search.num_samples,
+        ),
+        run_config=tune.RunConfig(
+            name=config.name,
+            storage_path=str(config.storage),
+            failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[tracking],
+            verbose=1,
+        ),
+    )
+
+
+def run_search(config: Config, *, resume: bool = False) -> SearchOutcome:
+    """Run (or, with ``resume``, continue) the search ``config`` describes, to the end."""
+    space = load_search_space(config)
+    experiment_dir = config.experiment_dir
+    if not resume and (experiment_dir / EXPERIMENT_CONFIG).exists():
+        raise InputError(f"{experiment_dir} already holds a search: continue it with "
+                         f"`autoft resume {experiment_dir}`, or change name or storage")
+    trainable = load_trainable(config.trainable)
+    prepared = trainable.prepare(config)
+    if not resume:
+        save_experiment_config(config, experiment_dir)
+    tracking = _tracking(config, space)
+    with ray_session(config.ray.address):
+        if resume:
+            tuner = tune.Tuner.restore(str(experiment_dir), trainable=_trainable(config, prepared),
+                                       resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = _tuner(config, space, prepared, tracking)
+        tuner.fit()
+    return finish_search(config, space, tracking)
+
+
+def finish_search(config: Config, space: SearchSpace,
+                  tracking: MlflowTrackingCallback) -> SearchOutcome:
+    """Write best config, trials.csv and plots, and log them to the parent run."""
+    experiment_dir = config.experiment_dir
+    trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
+    best = best_trial(trials)
+    artifacts = [experiment_dir / EXPERIMENT_CONFIG]
+    trials_csv = experiment_dir / "trials.csv"
+    trials_frame(trials, config.metric_key).to_csv(trials_csv, index=False)
+    artifacts.append(trials_csv)
+    best_path = None
+    if best is not None:
+        best_path = experiment_dir / "best_config.yaml"
+        best_path.write_text(dump_config(best_config(config, best)), encoding="utf-8")
+        artifacts.append(best_path)
+        tracking.log_parent_metric(f"best_{config.metric_key}", best.score)
+    artifacts += write_plots(trials, space, config.metric_key, experiment_dir / "plots")
+    tracking.log_parent_artifacts(artifacts)
+    parent_run_id = tracking.finish()
+    return SearchOutcome(experiment_dir, trials, best, parent_run_id, best_path,
+                         config.tracking_uri)

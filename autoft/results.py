@@ -1,0 +1,85 @@
+"""What a search found: one record per trial, read back from the Ray Tune experiment folder.
+
+Works on a finished or an interrupted search alike (``autoft export`` reads an experiment folder
+long after the driver has gone), and needs no running Ray.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from ray.tune import ExperimentAnalysis
+
+from autoft.errors import InputError
+
+Status = Literal["completed", "pruned", "failed", "running"]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial: its hyperparameters, how far it got and its final score."""
+
+    trial_id: str
+    hparams: dict[str, Any]
+    status: Status
+    epochs: int
+    score: float | None
+    history: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+def error_summary(error: str | None) -> str | None:
+    """The last line of a traceback (the exception and its message), or None."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:500] if lines else None
+
+
+def load_trials(experiment_dir: Path, metric: str, num_epochs: int) -> list[TrialRecord]:
+    """Every trial of the experiment in ``experiment_dir``, ordered by trial id."""
+    try:
+        analysis = ExperimentAnalysis(str(experiment_dir))
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise InputError(f"{experiment_dir}: not a search experiment folder ({exc})") from None
+    frames = analysis.trial_dataframes
+    records = []
+    for trial in analysis.trials:
+        frame = frames.get(trial.path)
+        history = [] if frame is None or metric not in frame else [
+            float(v) for v in frame[metric].tolist()]
+        finite = [v for v in history if math.isfinite(v)]
+        records.append(TrialRecord(
+            trial_id=trial.trial_id,
+            hparams=dict(trial.config or {}),
+            status=_status(trial.status, len(history), num_epochs),
+            epochs=len(history),
+            score=finite[-1] if finite else None,
+            history=history,
+            error=error_summary(trial.get_error()) if trial.status == "ERROR" else None,
+        ))
+    return sorted(records, key=lambda r: r.trial_id)
+
+
+def _status(ray_status: str, epochs: int, num_epochs: int) -> Status:
+    if ray_status == "ERROR":
+        return "failed"
+    if epochs >= num_epochs:
+        return "completed"
+    return "pruned" if ray_status == "TERMINATED" else "running"
+
+
+def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
+    """The trial with the highest final score (the last epoch it reached)."""
+    scored = [r for r in records if r.score is not None and r.status != "failed"]
+    return max(scored, key=lambda r: r.score) if scored else None
+
+
+def trials_frame(records: list[TrialRecord], metric: str) -> pd.DataFrame:
+    """One row per trial: id, status, epochs, final score, hyperparameters, error."""
+    rows = [{"trial_id": r.trial_id, "status": r.status, "epochs": r.epochs, metric: r.score,
+             **{f"param_{k}": v for k, v in sorted(r.hparams.items())}, "error": r.error}
+            for r in records]
+    return pd.DataFrame(rows)

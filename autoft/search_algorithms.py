@@ -1,0 +1,117 @@
+"""The searcher and scheduler named by a config's ``search`` section.
+
+``algorithm`` picks an Optuna sampler, driven by Ray Tune's ``OptunaSearch`` over the space's
+define-by-run function (so conditional parameters work); ``scheduler`` picks a Ray Tune trial
+scheduler over epochs. PBT cannot run beside a search algorithm (Ray refuses the pair), so its
+initial population is sampled from the same space up front and run by Ray's own
+``BasicVariantGenerator``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import optuna
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from autoft.config import Config
+from autoft.errors import InputError
+from autoft.space import SearchSpace
+
+#: Hyperparameters PBT perturbs: the learning rate and the schedule's shape (the rest changes
+#: what a checkpoint means, e.g. the blocks of the optimizer's groups).
+PBT_MUTABLE = ("learning_rate", "cut_frac", "warmup_proportion", "weight_decay", "l2sp_alpha")
+
+
+def make_sampler(algorithm: str, seed: int, space: SearchSpace,
+                 x0: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``algorithm`` (tpe, cmaes, random, grid, gp, qmc), seeded.
+
+    ``x0`` starts CMA-ES at a known point (PaddleHub's ``init_value``s).
+    """
+    if algorithm == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          constant_liar=True)
+    if algorithm == "cmaes":
+        return optuna.samplers.CmaEsSampler(x0=x0, seed=seed, warn_independent_sampling=False)
+    if algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if algorithm == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if algorithm == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if algorithm == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    raise InputError(f"search.algorithm: unknown algorithm {algorithm!r}")
+
+
+def initial_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
+    """The first trials: the space's own (PaddleHub ``init_value``s), then ``points_to_evaluate``."""
+    points = [dict(p) for p in space.initial_points] + list(config.search.points_to_evaluate)
+    for i, point in enumerate(points):
+        space.check_point(point, f"search.points_to_evaluate[{i}]")
+    return points
+
+
+def make_search_alg(config: Config, space: SearchSpace, metric: str,
+                    sampler: optuna.samplers.BaseSampler | None = None
+                    ) -> SearchAlgorithm | Searcher:
+    """OptunaSearch (limited to ``max_concurrent`` trials at once), or for PBT a sampled population."""
+    points = initial_points(config, space)
+    if config.search.scheduler == "pbt":
+        rng = random.Random(config.search.seed)
+        population = points[: config.search.num_samples]
+        population += [space.sample(rng) for _ in range(config.search.num_samples - len(population))]
+        return BasicVariantGenerator(points_to_evaluate=population,
+                                     max_concurrent=config.search.max_concurrent)
+    searcher = OptunaSearch(
+        space=space.define_by_run(),
+        metric=metric,
+        mode="max",
+        points_to_evaluate=points or None,
+        sampler=sampler or make_sampler(config.search.algorithm, config.search.seed, space),
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
+
+
+def make_scheduler(config: Config, space: SearchSpace, metric: str) -> TrialScheduler:
+    """The trial scheduler over epochs (``training_iteration`` counts reported epochs)."""
+    settings = config.search
+    max_t = config.num_epochs
+    if settings.scheduler == "fifo":
+        return FIFOScheduler()
+    if settings.scheduler == "asha":
+        return ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max",
+                             max_t=max_t, grace_period=min(settings.grace_period, max_t),
+                             reduction_factor=settings.reduction_factor)
+    if settings.scheduler == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", metric=metric, mode="max",
+                                  max_t=max_t, reduction_factor=settings.reduction_factor)
+    mutable = [name for name in PBT_MUTABLE if name in space.names]
+    if not mutable:
+        raise InputError(f"search.scheduler: pbt needs one of {', '.join(PBT_MUTABLE)} "
+                         "in the space to perturb")
+    return PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode="max",
+                                   perturbation_interval=1,
+                                   hyperparam_mutations=space.mutations(mutable))
+
+
+def describe_strategy(config: Config) -> str:
+    """One line for ``autoft validate``: how trials are chosen and stopped."""
+    settings = config.search
+    if settings.scheduler == "pbt":
+        return (f"PBT over {settings.num_samples} trials; the initial population is sampled "
+                "from the space up front by Ray's BasicVariantGenerator (Ray refuses a search "
+                f"algorithm with PBT); PBT perturbs {', '.join(PBT_MUTABLE)} where searched")
+    return (f"Optuna {settings.algorithm} via OptunaSearch, {settings.scheduler} scheduler, "
+            f"{settings.num_samples} trials, at most {settings.max_concurrent} at once")
