@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autoft.errors import InputError
 
-Algorithm = Literal["tpe", "cmaes", "random", "grid", "gp", "qmc"]
+Algorithm = Literal["tpe", "cmaes", "random", "grid", "gp", "qmc", "pso"]
 Scheduler = Literal["fifo", "asha", "hyperband", "pbt"]
 Metric = Literal["accuracy", "f1", "mcc"]
 DataFormat = Literal["csv", "tsv", "jsonl", "imagefolder", "hf_disk"]

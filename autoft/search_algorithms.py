@@ -1,7 +1,8 @@
 """The searcher and scheduler named by a config's ``search`` section.
 
 ``algorithm`` picks an Optuna sampler, driven by Ray Tune's ``OptunaSearch`` over the space's
-define-by-run function (so conditional parameters work); ``scheduler`` picks a Ray Tune trial
+define-by-run function (so conditional parameters work), or ``pso``: Nevergrad's particle swarm
+through Ray Tune's ``NevergradSearch`` (PaddleHub's ``pshe2``); ``scheduler`` picks a Ray Tune trial
 scheduler over epochs. PBT cannot run beside a search algorithm (Ray refuses the pair), so its
 initial population is sampled from the same space up front and run by Ray's own
 ``BasicVariantGenerator``.
@@ -12,6 +13,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import nevergrad as ng
+import numpy as np
 import optuna
 from ray.tune.schedulers import (
     ASHAScheduler,
@@ -22,27 +25,29 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.nevergrad import NevergradSearch
 from ray.tune.search.optuna import OptunaSearch
 
 from autoft.config import Config
 from autoft.errors import InputError
-from autoft.space import SearchSpace
+from autoft.space import Param, SearchSpace
 
 #: Hyperparameters PBT perturbs: the learning rate and the schedule's shape (the rest changes
 #: what a checkpoint means, e.g. the blocks of the optimizer's groups).
 PBT_MUTABLE = ("learning_rate", "cut_frac", "warmup_proportion", "weight_decay", "l2sp_alpha")
 
 
-def make_sampler(algorithm: str, seed: int, space: SearchSpace,
-                 x0: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(algorithm: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for ``algorithm`` (tpe, cmaes, random, grid, gp, qmc), seeded.
 
-    ``x0`` starts CMA-ES at a known point (PaddleHub's ``init_value``s).
+    CMA-ES starts at the space's first initial point when it has one (PaddleHub's
+    ``init_value``s), as PaddleHub's ``hazero`` did.
     """
     if algorithm == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           constant_liar=True)
     if algorithm == "cmaes":
+        x0 = dict(space.initial_points[0]) if space.initial_points else None
         return optuna.samplers.CmaEsSampler(x0=x0, seed=seed, warn_independent_sampling=False)
     if algorithm == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -63,9 +68,7 @@ def initial_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
     return points
 
 
-def make_search_alg(config: Config, space: SearchSpace, metric: str,
-                    sampler: optuna.samplers.BaseSampler | None = None
-                    ) -> SearchAlgorithm | Searcher:
+def make_search_alg(config: Config, space: SearchSpace, metric: str) -> SearchAlgorithm | Searcher:
     """OptunaSearch (limited to ``max_concurrent`` trials at once), or for PBT a sampled population."""
     points = initial_points(config, space)
     if config.search.scheduler == "pbt":
@@ -74,14 +77,40 @@ def make_search_alg(config: Config, space: SearchSpace, metric: str,
         population += [space.sample(rng) for _ in range(config.search.num_samples - len(population))]
         return BasicVariantGenerator(points_to_evaluate=population,
                                      max_concurrent=config.search.max_concurrent)
+    if config.search.algorithm == "pso":
+        return ConcurrencyLimiter(_particle_swarm(config, space, metric, points),
+                                  max_concurrent=config.search.max_concurrent)
     searcher = OptunaSearch(
         space=space.define_by_run(),
         metric=metric,
         mode="max",
         points_to_evaluate=points or None,
-        sampler=sampler or make_sampler(config.search.algorithm, config.search.seed, space),
+        sampler=make_sampler(config.search.algorithm, config.search.seed, space),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
+
+
+def _particle_swarm(config: Config, space: SearchSpace, metric: str,
+                    points: list[dict[str, Any]]) -> NevergradSearch:
+    """Nevergrad's PSO over the space (no conditional parameters), seeded."""
+    if any(p.when for p in space.params):
+        raise InputError("search.algorithm: pso cannot search conditional parameters (`when`)")
+    parametrization = ng.p.Dict(**{p.name: _nevergrad_param(p) for p in space.params})
+    parametrization.random_state = np.random.RandomState(config.search.seed)
+    return NevergradSearch(
+        optimizer=ng.optimizers.PSO, space=parametrization, metric=metric, mode="max",
+        points_to_evaluate=points or None,
+        optimizer_kwargs={"budget": config.search.num_samples,
+                          "num_workers": config.search.max_concurrent},
+    )
+
+
+def _nevergrad_param(param: Param) -> ng.p.Parameter:
+    if param.type == "categorical":
+        return ng.p.Choice(list(param.choices))
+    bounds = {"lower": param.low, "upper": param.high}
+    scalar = ng.p.Log(**bounds) if param.log else ng.p.Scalar(**bounds)
+    return scalar.set_integer_casting() if param.type == "int" else scalar
 
 
 def make_scheduler(config: Config, space: SearchSpace, metric: str) -> TrialScheduler:
