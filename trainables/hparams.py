@@ -1,0 +1,77 @@
+"""The hyperparameters the text and image trainables understand: names, types, ranges, defaults.
+
+This is the one place that knows them (design.md, "Hyperparameters the trainables understand").
+The search driver validates a space against :data:`KNOWN_HPARAMS`; a trainable turns the trial's
+mapping into a typed :class:`HParams` with :func:`parse_hparams`, so an unknown name or a value
+out of range is an :class:`~autoft.errors.InputError` before any training starts.
+
+Example::
+
+    hp = parse_hparams({"learning_rate": 2e-5, "batch_size": 16}, trainable="text")
+    hp.num_epochs          # 3, the default
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autoft.errors import InputError
+
+LrSchedule = Literal["constant", "warmup_linear", "stlr"]
+
+#: The default peak learning rate per trainable (``learning_rate`` has no single default).
+DEFAULT_LEARNING_RATE: dict[str, float] = {"text": 5e-5, "image": 1e-4}
+
+
+class HParams(BaseModel):
+    """One trial's hyperparameters, validated; every field has design.md's default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    learning_rate: float = Field(default=5e-5, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    num_epochs: int = Field(default=3, ge=1)
+    lr_schedule: LrSchedule = "constant"
+    cut_frac: float = Field(default=0.1, ge=0, le=1)
+    ratio: float = Field(default=32, ge=1)
+    warmup_proportion: float = Field(default=0.1, ge=0, le=1)
+    end_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+    dis_blocks: int = Field(default=0, ge=0)
+    factor: float = Field(default=2.6, gt=0)
+    frz_blocks: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    l2sp_alpha: float = Field(default=0.0, ge=0)
+    l2sp_beta: float = Field(default=0.0, ge=0)
+    max_length: int = Field(default=128, ge=2)
+    seed: int = Field(default=0, ge=0)
+
+
+#: Every hyperparameter name a text or image trainable accepts.
+KNOWN_HPARAMS: frozenset[str] = frozenset(HParams.model_fields)
+
+
+def check_hparam_names(names: Iterable[str], where: str = "hyperparameters") -> None:
+    """Refuse names outside :data:`KNOWN_HPARAMS` (a typo in a space or in ``fixed``)."""
+    unknown = sorted(set(names) - KNOWN_HPARAMS)
+    if unknown:
+        raise InputError(f"{where}: unknown hyperparameter(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(KNOWN_HPARAMS))})")
+
+
+def parse_hparams(values: Mapping[str, Any], trainable: str = "text") -> HParams:
+    """Validate a trial's hyperparameters; ``learning_rate`` defaults per ``trainable``.
+
+    Unknown names and out-of-range values raise :class:`InputError` naming the parameter.
+    """
+    check_hparam_names(values, f"trainable {trainable!r}")
+    merged = {"learning_rate": DEFAULT_LEARNING_RATE.get(trainable, 5e-5), **values}
+    try:
+        return HParams.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"hyperparameter {name}: {first['msg']} "
+                         f"(got {first['input']!r})") from None
