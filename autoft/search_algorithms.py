@@ -134,7 +134,8 @@ def make_scheduler(config: Config, space: SearchSpace, metric: str) -> TrialSche
                          "in the space to perturb")
     return PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode="max",
                                    perturbation_interval=1,
-                                   hyperparam_mutations=space.mutations(mutable))
+                                   hyperparam_mutations=space.mutations(mutable),
+                                   custom_explore_fn=space.clip)
 
 
 def describe_strategy(config: Config) -> str:
