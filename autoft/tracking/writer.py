@@ -44,8 +44,10 @@ from mlflow.utils.validation import (
 log = logging.getLogger(__name__)
 
 # A tracking server that is down must fail a call at once, not after minutes of the client's own
-# retries: the writer retries by itself. Set before any client exists; a user's value wins.
-HTTP_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# retries: the writer retries by itself. Ending a run must not print its URL into the driver's
+# console from the background. Set before any client exists; a user's own value wins.
+CLIENT_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                       "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 SPOOL_FILE = "spool.jsonl"
@@ -132,7 +134,7 @@ class MlflowWriter:
                  artifact_location: str | None = None) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
-        for name, value in HTTP_ENV_DEFAULTS.items():
+        for name, value in CLIENT_ENV_DEFAULTS.items():
             os.environ.setdefault(name, value)
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name

@@ -1,0 +1,216 @@
+"""The Ray Tune callback that writes a search to MLflow, from the driver, in design.md's layout.
+
+One experiment per search; one parent run per search (tag ``autoft.role=search``; params: the
+fixed hyperparameters, algorithm, scheduler, num_samples); one child run per trial, nested under
+the parent (tags ``mlflow.parentRunId``, ``autoft.trial_id``; params: the trial's config; metrics
+per epoch with step = epoch; tag ``autoft.status`` = completed | pruned | failed, and
+``autoft.error`` for a failed trial). Every hook only enqueues into a
+:class:`~autoft.tracking.writer.MlflowWriter`, so a slow or dead tracking server never stalls the
+Tune loop.
+
+A resumed search (``Tuner.restore``) unpickles this callback and calls :meth:`setup` again: the
+writer's state in ``state_dir`` still maps the parent and every trial to its run, so the parent is
+reused, no trial gets a second child run, and epochs a restored trial reports again are not
+logged twice.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray.tune import Callback
+
+from autoft.tracking.writer import MlflowWriter, shared_writer
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+PARENT = "parent"
+ROLE_TAG = "autoft.role"
+SEARCH_ID_TAG = "autoft.search_id"
+TRIAL_TAG = "autoft.trial_id"
+STATUS_TAG = "autoft.status"
+ERROR_TAG = "autoft.error"
+# Logged per epoch besides the search metric (``eval_<metric>``); other result keys are Ray's.
+EPOCH_METRICS = ("train_loss", "lr", "epoch_time_s")
+
+
+def flatten_params(values: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted names (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def result_epoch(result: Mapping[str, Any]) -> int:
+    """The 0-based epoch of a result: the trainable's ``epoch``, else Ray's iteration count."""
+    if "epoch" in result:
+        return int(result["epoch"])
+    return int(result["training_iteration"]) - 1
+
+
+def trial_error(trial: Trial) -> str:
+    """The last line (the exception) of the trial's latest failure, as Ray recorded it."""
+    error_file = trial.error_file
+    if error_file is None or not Path(error_file).is_file():
+        return "the trial failed (Ray recorded no error text)"
+    latest = Path(error_file).read_text(encoding="utf-8", errors="replace")
+    latest = latest.rsplit("Failure # ", 1)[-1]
+    lines = [line.strip() for line in latest.splitlines() if line.strip()]
+    return lines[-1] if lines else "the trial failed"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class MlflowTrackingCallback(Callback):
+    """Tracks a Ray Tune search in MLflow (see the module docstring for the layout).
+
+    Args:
+        tracking_uri: the MLflow tracking URI.
+        experiment_name: the MLflow experiment of the search (created when missing).
+        state_dir: the search's experiment folder; the writer keeps its spool and state there.
+        metric: the search metric as reported (``eval_<metric>``), logged per epoch together
+            with ``train_loss``, ``lr`` and, when the trainable reports it, ``epoch_time_s``.
+        run_name: name of the parent run (default: ``experiment_name``).
+        num_epochs: epochs of a full trial when ``trial.config`` has no ``num_epochs``: a trial
+            that ends with fewer was pruned. None: every trial that ends is completed.
+        parent_params: params of the parent run (fixed hyperparameters, algorithm, scheduler,
+            num_samples, ...); nested mappings are flattened to dotted names.
+
+    Picklable (Ray stores it with the experiment for ``Tuner.restore``): the writer is opened in
+    :meth:`setup` or on first use and is not part of the pickled state. Copies of this callback
+    over the same ``state_dir`` in one process share one writer, so the driver can call
+    :meth:`log_parent_metric`, :meth:`log_parent_artifacts` and :meth:`finish` on its own copy
+    after ``Tuner.restore`` ran Ray's.
+    """
+
+    def __init__(self, *, tracking_uri: str, experiment_name: str,
+                 state_dir: str | os.PathLike[str], metric: str, run_name: str | None = None,
+                 num_epochs: int | None = None,
+                 parent_params: Mapping[str, Any] | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.state_dir = Path(state_dir)
+        self.metric = metric
+        self.run_name = run_name or experiment_name
+        self.num_epochs = num_epochs
+        self.parent_params = dict(parent_params or {})
+        self.search_id = uuid.uuid4().hex
+        self._writer: MlflowWriter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_writer"] = None
+        return state
+
+    @property
+    def writer(self) -> MlflowWriter:
+        """The (shared) writer of ``state_dir``, opened on first use."""
+        if self._writer is None or self._writer.closed:
+            self._writer = shared_writer(self.tracking_uri, self.experiment_name,
+                                         self.state_dir)
+        return self._writer
+
+    # Ray Tune hooks.
+
+    def setup(self, stop: Any = None, num_samples: int | None = None,
+              total_num_samples: int | None = None, **info: Any) -> None:
+        """Open the writer and create the parent run, or reuse the one ``state_dir`` knows."""
+        self._parent()
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial,
+                       **info: Any) -> None:
+        """Create the trial's child run with its hyperparameters (once, also on restarts)."""
+        self._trial_run(trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
+                        result: dict[str, Any], **info: Any) -> None:
+        """Log the epoch's metrics at step = epoch, unless that epoch was logged before."""
+        writer = self._trial_run(trial)
+        step = result_epoch(result)
+        last = writer.last_step(trial.trial_id)
+        if last is not None and step <= last:
+            return
+        metrics = {key: result[key] for key in (*EPOCH_METRICS, self.metric)
+                   if _is_number(result.get(key))}
+        writer.log_metrics(trial.trial_id, metrics, step)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
+                          **info: Any) -> None:
+        """Completed (FINISHED) if the trial ran all its epochs, else pruned (KILLED)."""
+        writer = self._trial_run(trial)
+        last = writer.last_step(trial.trial_id)
+        epochs_done = 0 if last is None else last + 1
+        expected = trial.config.get("num_epochs", self.num_epochs)
+        completed = expected is None or epochs_done >= int(expected)
+        writer.set_tags(trial.trial_id, {STATUS_TAG: "completed" if completed else "pruned"})
+        writer.set_terminated(trial.trial_id, "FINISHED" if completed else "KILLED")
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
+                       **info: Any) -> None:
+        """Failed (FAILED), with the exception in ``autoft.error`` and Ray's error file."""
+        writer = self._trial_run(trial)
+        writer.set_tags(trial.trial_id, {STATUS_TAG: "failed", ERROR_TAG: trial_error(trial)})
+        if trial.error_file is not None and Path(trial.error_file).is_file():
+            writer.log_artifacts(trial.trial_id, [trial.error_file])
+        writer.set_terminated(trial.trial_id, "FAILED")
+
+    # For the driver.
+
+    def log_parent_metric(self, key: str, value: float, step: int = 0) -> None:
+        """Log a metric of the search (``best_eval_<metric>``) on the parent run."""
+        self._parent().log_metrics(PARENT, {key: value}, step)
+
+    def log_parent_artifacts(self, paths: Iterable[str | os.PathLike[str]],
+                             artifact_path: str | None = None) -> None:
+        """Upload files (config, space, ``best_config.yaml``, ``trials.csv``, plots) to the
+        parent run; they are read when the writer gets to them, so leave them in place."""
+        self._parent().log_artifacts(PARENT, paths, artifact_path)
+
+    def parent_run_id(self, timeout: float = 30.0) -> str | None:
+        """The parent's MLflow run id, waiting up to ``timeout`` s for its creation."""
+        return self.writer.run_id(PARENT, timeout)
+
+    def trial_run_id(self, trial_id: str, timeout: float = 30.0) -> str | None:
+        """A trial's MLflow run id, waiting up to ``timeout`` s for its creation."""
+        return self.writer.run_id(trial_id, timeout)
+
+    def finish(self, status: str = "FINISHED", timeout: float = 60.0) -> str | None:
+        """End the parent run with ``status`` and drain the writer for up to ``timeout`` s.
+
+        Returns the parent run id (None if the store never answered; what was not sent stays
+        in the spool for the next ``autoft resume``).
+        """
+        writer = self._parent()
+        writer.set_terminated(PARENT, status)
+        writer.close(timeout)
+        return writer.run_id(PARENT, timeout=0)
+
+    # Runs.
+
+    def _parent(self) -> MlflowWriter:
+        writer = self.writer
+        if not writer.has_run(PARENT):
+            writer.create_run(PARENT, run_name=self.run_name,
+                              tags={ROLE_TAG: "search", SEARCH_ID_TAG: self.search_id})
+            writer.log_params(PARENT, flatten_params(self.parent_params))
+        return writer
+
+    def _trial_run(self, trial: Trial) -> MlflowWriter:
+        writer = self._parent()
+        if not writer.has_run(trial.trial_id):
+            writer.create_run(trial.trial_id, run_name=trial.trial_id,
+                              tags={TRIAL_TAG: trial.trial_id}, parent_key=PARENT)
+            writer.log_params(trial.trial_id, flatten_params(trial.config))
+        return writer
