@@ -76,12 +76,13 @@ def _summarise(outcome) -> int:
     print(frame.drop(columns=["error"]).to_string(index=False, max_colwidth=24))
     failed = [t for t in outcome.trials if t.status == "failed"]
     for trial in failed:
-        print(f"trial {trial.trial_id} failed: {trial.error}")
+        print(f"{trial.name} ({trial.trial_id}) failed: {trial.error}")
     if outcome.best is None:
         print("no trial reported a score", file=sys.stderr)
         return EXIT_FAILED
     best = outcome.best
-    print(f"\nbest trial {best.trial_id}: score {best.score:.4f} after {best.epochs} epoch(s)")
+    print(f"\nbest trial {best.name} ({best.trial_id}): score {best.score:.4f} "
+          f"after {best.epochs} epoch(s)")
     print("  " + ", ".join(f"{k}={v}" for k, v in sorted(best.hparams.items())))
     print(f"MLflow parent run: {outcome.parent_run_id} ({outcome.tracking_uri})")
     print(f"best config: {outcome.best_config_path}  (retrain: autoft train "

@@ -25,7 +25,7 @@ from autoft.results import TrialRecord, best_trial, load_trials, trials_frame
 from autoft.search_algorithms import make_scheduler, make_search_alg
 from autoft.space import SearchSpace, load_space
 from autoft.tracking import MlflowTrackingCallback
-from autoft.trial import run_trial
+from autoft.trial import run_trial, trial_name
 from trainables import load_trainable
 from trainables.hparams import check_hparam_names
 
@@ -104,6 +104,8 @@ def _tuner(config: Config, space: SearchSpace, prepared: Any,
             search_alg=make_search_alg(config, space, metric),
             scheduler=make_scheduler(config, space, metric),
             num_samples=config.search.num_samples,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
             name=config.name,

@@ -38,7 +38,7 @@ def save_experiment_config(config: Config, experiment_dir: Path) -> Path:
 def best_config(config: Config, trial: TrialRecord) -> dict[str, Any]:
     """``config`` with the trial's full hyperparameters (seed included) as ``fixed``."""
     exported = config.to_yaml_dict()
-    exported["fixed"] = trial_hparams(config, trial.hparams, trial_index(trial.trial_id))
+    exported["fixed"] = trial_hparams(config, trial.hparams, trial_index(trial.name))
     exported["space"] = None
     return exported
 

@@ -61,7 +61,7 @@ def _learning_curves(trials: list[TrialRecord], metric: str) -> plt.Figure:
     for record in trials:
         if record.history:
             axes.plot(range(len(record.history)), record.history, marker="o", alpha=0.7,
-                      label=f"{record.trial_id} ({record.status})")
+                      label=f"{record.name} ({record.status})")
     axes.set_xlabel("epoch")
     axes.set_ylabel(metric)
     axes.set_title("Learning curves")

@@ -24,6 +24,7 @@ class TrialRecord:
     """One trial: its hyperparameters, how far it got and its final score."""
 
     trial_id: str
+    name: str
     hparams: dict[str, Any]
     status: Status
     epochs: int
@@ -39,7 +40,7 @@ def error_summary(error: str | None) -> str | None:
 
 
 def load_trials(experiment_dir: Path, metric: str, num_epochs: int) -> list[TrialRecord]:
-    """Every trial of the experiment in ``experiment_dir``, ordered by trial id."""
+    """Every trial of the experiment in ``experiment_dir``, in the order they were created."""
     try:
         analysis = ExperimentAnalysis(str(experiment_dir))
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -47,12 +48,13 @@ def load_trials(experiment_dir: Path, metric: str, num_epochs: int) -> list[Tria
     frames = analysis.trial_dataframes
     records = []
     for trial in analysis.trials:
-        frame = frames.get(trial.path)
+        frame = frames.get(trial.trial_id)
         history = [] if frame is None or metric not in frame else [
             float(v) for v in frame[metric].tolist()]
         finite = [v for v in history if math.isfinite(v)]
         records.append(TrialRecord(
             trial_id=trial.trial_id,
+            name=str(trial),
             hparams=dict(trial.config or {}),
             status=_status(trial.status, len(history), num_epochs),
             epochs=len(history),
@@ -60,7 +62,7 @@ def load_trials(experiment_dir: Path, metric: str, num_epochs: int) -> list[Tria
             history=history,
             error=error_summary(trial.get_error()) if trial.status == "ERROR" else None,
         ))
-    return sorted(records, key=lambda r: r.trial_id)
+    return sorted(records, key=lambda r: r.name)
 
 
 def _status(ray_status: str, epochs: int, num_epochs: int) -> Status:
@@ -79,7 +81,8 @@ def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
 
 def trials_frame(records: list[TrialRecord], metric: str) -> pd.DataFrame:
     """One row per trial: id, status, epochs, final score, hyperparameters, error."""
-    rows = [{"trial_id": r.trial_id, "status": r.status, "epochs": r.epochs, metric: r.score,
-             **{f"param_{k}": v for k, v in sorted(r.hparams.items())}, "error": r.error}
+    rows = [{"trial": r.name, "trial_id": r.trial_id, "status": r.status, "epochs": r.epochs,
+             metric: r.score, **{f"param_{k}": v for k, v in sorted(r.hparams.items())},
+             "error": r.error}
             for r in records]
     return pd.DataFrame(rows)

@@ -38,9 +38,19 @@ class TuneReporter:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def trial_index(trial_id: str) -> int:
-    """The running number Ray puts at the end of a trial id (``3f2a1_00007`` -> 7)."""
-    suffix = trial_id.rsplit("_", 1)[-1]
+def trial_name(trial: Any) -> str:
+    """``trial_0007``: names trials by the running number Ray gives them (0-based).
+
+    Ray's experiment tag starts with a 1-based counter (``8_lr=0.1``); passed to Ray Tune as
+    ``trial_name_creator``, so a trial can read its own index on the worker.
+    """
+    counter = str(trial.experiment_tag).split("_", 1)[0]
+    return f"trial_{int(counter) - 1:04d}" if counter.isdigit() else f"trial_{trial.trial_id}"
+
+
+def trial_index(name: str) -> int:
+    """The index in a name made by :func:`trial_name` (``trial_0007`` -> 7); 0 if none."""
+    suffix = name.rsplit("_", 1)[-1]
     return int(suffix) if suffix.isdigit() else 0
 
 
@@ -53,6 +63,6 @@ def trial_hparams(config: Config, sampled: dict[str, Any], index: int) -> dict[s
 
 def run_trial(sampled: dict[str, Any], *, config: Config, prepared: Any) -> None:
     """The Ray Tune function trainable: fine-tune with the sampled hyperparameters."""
-    index = trial_index(tune.get_context().get_trial_id() or "")
+    index = trial_index(tune.get_context().get_trial_name() or "")
     trainable = load_trainable(config.trainable)
     trainable.fit(config, prepared, trial_hparams(config, sampled, index), TuneReporter())

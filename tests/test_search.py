@@ -51,7 +51,7 @@ def search_config(folder: Path, data: Path, name: str, num_samples: int = 4,
         **extra,
     }
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
