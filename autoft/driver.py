@@ -8,6 +8,7 @@ prepared once here and shipped to every trial through Ray's object store.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     ``address="local"`` matters: a plain ``ray.init()`` joins whatever cluster an earlier
     ``ray start`` left in Ray's temp dir, even a dead one.
     """
+    # Epoch checkpoints of short trials snapshot the experiment often; that is expected here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         yield
         return

@@ -6,6 +6,7 @@ trial that dies (a node lost, a PBT exploit) restarts from its last epoch instea
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ def trial_hparams(config: Config, sampled: dict[str, Any], index: int) -> dict[s
 
 def run_trial(sampled: dict[str, Any], *, config: Config, prepared: Any) -> None:
     """The Ray Tune function trainable: fine-tune with the sampled hyperparameters."""
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
     index = trial_index(tune.get_context().get_trial_name() or "")
     trainable = load_trainable(config.trainable)
     trainable.fit(config, prepared, trial_hparams(config, sampled, index), TuneReporter())
