@@ -275,3 +275,22 @@ def test_pshe2_modelbased_starts_later_rounds_from_earlier_models(
     parents, children = _mlflow_runs(output)
     assert len(parents) == 1 and len(children) == popsize * rounds
     assert parents[0].data.params["algorithm"] == "pso"
+
+
+@pytest.mark.slow
+def test_the_example_finetunes_efficientnet_modelbased(tmp_path: Path, shared_data: Path,
+                                                       local_ray) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "paddlehub"
+    status = cli.main(["paddlehub", str(example / "finetunee.py"),
+                       f"--param_file={example / 'hparam.yaml'}", "--popsize=1", "--round=2",
+                       f"--output_dir={tmp_path / 'out'}", "--evaluate_choice=modelbased",
+                       "max_train_samples", "16", "max_eval_samples", "16"])
+    assert status == 0
+    output = tmp_path / "out"
+    first, second = (output / f"round{r}" / "log-0.info" for r in range(2))
+    assert "AutoFinetuneEval\t" in first.read_text() and "AutoFinetuneEval\t" in second.read_text()
+    assert f"starting from {output / 'round0' / 'model-0' / 'model.pth'}\n" in second.read_text()
+    assert (output / "best_model" / "model.pth").is_file()
+    parents, children = _mlflow_runs(output)
+    assert len(parents) == 1 and len(children) == 2
+    assert {r.data.tags["autoft.status"] for r in children} == {"completed"}
