@@ -112,7 +112,7 @@ def parse_score(line: str) -> float | None:
 
 
 def read_score(log: Path) -> float | None:
-    """The last score a finished run printed into its log, or None."""
+    """The last score a run printed into its log (the one that counts), or None."""
     score = None
     with log.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
@@ -226,21 +226,12 @@ def claimed_indices(root: Path) -> dict[str, int]:
             if path.name.isdigit()}
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """How one run ended: its exit status, the last score it printed, whether it timed out."""
-
-    status: int
-    score: float | None
-    timed_out: bool
-
-
-def execute(argv: list[str], cwd: Path, log: Path, timeout_s: float | None) -> RunResult:
-    """Run ``argv`` in ``cwd``, its output teed into ``log`` and stdout, killed at the timeout."""
+def execute(argv: list[str], cwd: Path, log: Path, timeout_s: float | None) -> int | None:
+    """Run ``argv`` in ``cwd``, its output teed into ``log`` and stdout; its exit status, or
+    None when it was killed at the timeout."""
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     expired = threading.Event()
-    score = None
     with log.open("w", encoding="utf-8") as sink, subprocess.Popen(
             argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1) as process:
@@ -257,16 +248,13 @@ def execute(argv: list[str], cwd: Path, log: Path, timeout_s: float | None) -> R
                 sink.write(line)
                 sink.flush()
                 sys.stdout.write(line)
-                value = parse_score(line)
-                if value is not None:
-                    score = value
             status = process.wait()
         finally:
             if timer is not None:
                 timer.cancel()
             if process.poll() is None:
                 process.kill()
-    return RunResult(status, score, expired.is_set())
+    return None if expired.is_set() else status
 
 
 def describe(options: dict[str, Any]) -> str:
@@ -283,20 +271,21 @@ def fit(config: Config, prepared: ScriptPlan, hparams: dict[str, Any],
     paths = run_paths(plan.root, index, plan.popsize)
     options = script_hparams(hparams, plan.searched)
     model_path = best_earlier_model(plan.root, paths.round) if plan.modelbased else None
-    result = execute(command(plan, options, paths, model_path), plan.cwd, paths.log,
+    status = execute(command(plan, options, paths, model_path), plan.cwd, paths.log,
                      plan.timeout_s)
-    if result.timed_out:
+    score = read_score(paths.log)
+    if status is None:
         why = f"no result after {plan.timeout_s:g} s, stopped"
-    elif result.status != 0:
-        why = f"exit status {result.status}"
-    elif result.score is None:
+    elif status != 0:
+        why = f"exit status {status}"
+    elif score is None:
         why = f"it printed no '{SCORE_PREFIX}<TAB>score' line"
     else:
         why = None
     if why is not None:
         raise TrialFailed(f"the program run with hyperparameters {describe(options)} crashed "
                           f"({why}), see {paths.log}")
-    metrics = {"epoch": 0, config.metric_key: result.score}
+    metrics = {"epoch": 0, config.metric_key: score}
     learning_rate = hparams.get("learning_rate")
     if isinstance(learning_rate, Real) and not isinstance(learning_rate, bool):
         metrics["lr"] = float(learning_rate)
