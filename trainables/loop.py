@@ -1,0 +1,181 @@
+"""The one fine-tuning loop of the text and image trainables.
+
+A trainable describes its model and data as a :class:`Task`; :func:`run` does the rest, top to
+bottom: seed and device, optimizer with the ULMFiT strategies of :mod:`autoft.finetune`
+(discriminative rates, schedule, gradual unfreezing, L2-SP), resume from the reporter's state,
+then per epoch: train, evaluate, report ``epoch``, ``train_loss``, ``eval_<metric>`` and ``lr``
+(the head's rate at the end of the epoch) with the state to resume after that epoch.
+
+Per step the loop does no host-device synchronisation except a finiteness check of the summed
+loss every ``CHECK_EVERY`` steps: a NaN/inf loss raises :class:`~trainables.api.TrialFailed`.
+On CUDA it runs under autocast (bf16 where supported, else fp16 with a gradient scaler); on CPU
+in fp32 with ``int(config.resources.cpu)`` torch threads, reproducibly for a given ``seed``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autoft.config import Config
+from autoft.finetune import L2SP, GradualUnfreezer, build_param_groups, lr_multiplier
+from trainables.api import Reporter, TrialFailed
+from trainables.hparams import HParams
+from trainables.metrics import classification_metrics
+
+Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
+
+#: Steps between two finiteness checks of the loss (each check is one device sync).
+CHECK_EVERY = 50
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where a trial runs: the device and the autocast dtype (None: full precision)."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+
+
+@dataclass
+class Task:
+    """What the loop needs from a trainable: the model, its batches and its forward pass.
+
+    ``train_batches(epoch)`` must be deterministic given the epoch (seeded shuffling), so that a
+    resumed trial sees the same batches as an uninterrupted one.
+    """
+
+    model: nn.Module
+    train_batches: Callable[[int], Iterable[Batch]]
+    steps_per_epoch: int
+    eval_batches: Callable[[], Iterable[Batch]]
+    forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+
+
+def setup(config: Config, seed: int) -> Runtime:
+    """Seed every generator; pick CUDA (with its AMP dtype) if present, else CPU threads."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return Runtime(torch.device("cuda"), dtype)
+    torch.set_num_threads(max(1, int(config.resources.cpu)))
+    return Runtime(torch.device("cpu"), None)
+
+
+def run(config: Config, hp: HParams, reporter: Reporter,
+        build: Callable[[Runtime], Task]) -> dict[str, float]:
+    """Fine-tune the task ``build`` makes with ``hp``; return the last epoch's metrics."""
+    runtime = setup(config, hp.seed)
+    task = build(runtime)
+    model = task.model.to(runtime.device)
+    optimizer = torch.optim.AdamW(build_param_groups(
+        model, hp.learning_rate, hp.dis_blocks, hp.factor, hp.weight_decay))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(
+        hp.lr_schedule, task.steps_per_epoch * hp.num_epochs, cut_frac=hp.cut_frac,
+        ratio=hp.ratio, warmup_proportion=hp.warmup_proportion, end_lr_ratio=hp.end_lr_ratio))
+    scaler = torch.amp.GradScaler(runtime.device.type,
+                                  enabled=runtime.amp_dtype == torch.float16)
+    unfreezer = GradualUnfreezer(model, hp.frz_blocks)
+    l2sp = L2SP(model, hp.l2sp_alpha, hp.l2sp_beta) if hp.l2sp_alpha or hp.l2sp_beta else None
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+
+    metrics: dict[str, float] = {}
+    first_epoch = 0
+    saved = reporter.restore()
+    if saved is not None:
+        for name, part in parts.items():
+            part.load_state_dict(saved[name])
+        _set_rng_state(saved["rng"])
+        metrics, first_epoch = saved["metrics"], saved["epoch"] + 1
+
+    for epoch in range(first_epoch, hp.num_epochs):
+        model.train()
+        unfreezer.set_epoch(epoch)
+        loss_sum = torch.zeros((), device=runtime.device)
+        steps = 0
+        for inputs, labels in task.train_batches(epoch):
+            inputs = {k: v.to(runtime.device, non_blocking=True) for k, v in inputs.items()}
+            labels = labels.to(runtime.device, non_blocking=True)
+            with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype,
+                                enabled=runtime.amp_dtype is not None):
+                logits = task.forward(model, inputs)
+            loss = F.cross_entropy(logits.float(), labels)
+            objective = loss + l2sp.penalty() if l2sp is not None else loss
+            scaler.scale(objective).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            loss_sum += loss.detach()
+            steps += 1
+            if steps % CHECK_EVERY == 0:
+                _check_finite(loss_sum, epoch, steps)
+        _check_finite(loss_sum, epoch, steps)
+
+        scores = evaluate(model, task, runtime)
+        metrics = {"epoch": epoch, "train_loss": loss_sum.item() / max(steps, 1),
+                   f"eval_{config.metric}": scores[config.metric],
+                   "lr": _head_lr(optimizer)}
+        state = {name: part.state_dict() for name, part in parts.items()}
+        reporter.report(metrics, _to_cpu({**state, "rng": _rng_state(), "epoch": epoch,
+                                          "metrics": metrics}))
+    return metrics
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, task: Task, runtime: Runtime) -> dict[str, float]:
+    """Accuracy, macro F1 and MCC of the model on the task's evaluation batches."""
+    model.eval()
+    predictions, labels = [], []
+    for inputs, batch_labels in task.eval_batches():
+        inputs = {k: v.to(runtime.device, non_blocking=True) for k, v in inputs.items()}
+        with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype,
+                            enabled=runtime.amp_dtype is not None):
+            predictions.append(task.forward(model, inputs).argmax(-1).cpu())
+        labels.append(batch_labels)
+    return classification_metrics(torch.cat(labels).numpy(), torch.cat(predictions).numpy())
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, steps: int) -> None:
+    if not torch.isfinite(loss_sum):
+        raise TrialFailed(f"training loss became {loss_sum.item()} in epoch {epoch} "
+                          f"(by step {steps} of the epoch); lower the learning rate")
+
+
+def _head_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The current rate of the head (group ``block`` 0: the head, or the whole model)."""
+    return float(next(g["lr"] for g in optimizer.param_groups if g["block"] == 0))
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_cpu(value: Any) -> Any:
+    """A copy with every tensor on the CPU, detached from the live model and optimizer."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
