@@ -42,12 +42,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoft.config import Config, config_from_mapping, read_yaml
 from autoft.errors import InputError
 from autoft.space import SearchSpace, load_space
-from trainables.script import claimed_indices, describe, option_value, run_paths
+from trainables.script import describe, option_value, run_paths
+
+if TYPE_CHECKING:
+    from autoft.driver import SearchOutcome
+    from autoft.results import TrialRecord
 
 #: PaddleHub's tuning strategies as autoft search algorithms.
 STRATEGIES = {"hazero": "cmaes", "pshe2": "pso"}
@@ -186,14 +190,13 @@ def visible_gpus(cuda: list[str]) -> Iterator[bool]:
             os.environ["CUDA_VISIBLE_DEVICES"] = previous
 
 
-def collect_runs(trials: list[Any], root: Path, popsize: int) -> list[Run]:
-    """The search's trial records as PaddleHub runs (those that started), in run order."""
-    indices = claimed_indices(root)
+def collect_runs(trials: list[TrialRecord], root: Path, popsize: int) -> list[Run]:
+    """The search's trial records as PaddleHub runs, in round and member order."""
+    from autoft.trial import trial_index
+
     runs = []
     for trial in trials:
-        if trial.trial_id not in indices:
-            continue
-        paths = run_paths(root, indices[trial.trial_id], popsize)
+        paths = run_paths(root, trial_index(trial.name), popsize)
         runs.append(Run(paths.round, paths.member, dict(trial.hparams), trial.score,
                         trial.status == "failed", paths.log, paths.model))
     return sorted(runs, key=lambda run: (run.round, run.member))
@@ -314,7 +317,7 @@ def main(argv: list[str]) -> int:
     return report(outcome, space.names, output_dir, args.popsize)
 
 
-def report(outcome: Any, names: list[str], output_dir: Path, popsize: int) -> int:
+def report(outcome: SearchOutcome, names: list[str], output_dir: Path, popsize: int) -> int:
     """Write PaddleHub's summary files, print the result; 0 when some run scored, else 1."""
     runs = collect_runs(outcome.trials, output_dir, popsize)
     for run in runs:

@@ -238,8 +238,7 @@ def test_hazero_fulltrail_survives_a_crash_and_logs_paddlehubs_layout(
     received = _received(output, rounds, popsize)
     assert all(r["tag"] == "hello" and r["cwd"] == str(workdir) and r["model_path"] is None
                for r in received.values())
-    assert [f"--x={INIT_X}", f"--n={INIT_N}"] in [received[0, j]["argv"][:2]
-                                                  for j in range(popsize)]
+    assert received[0, 0]["argv"][:2] == [f"--x={INIT_X}", f"--n={INIT_N}"]  # the first run
     assert not any(a.startswith(("--seed", "--num_epochs")) for r in received.values()
                    for a in r["argv"])
     crash_log = output / "round1" / "log-0.info"

@@ -6,7 +6,6 @@ import json
 import math
 import sys
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,6 @@ from trainables import load_trainable
 from trainables.api import TrialFailed
 from trainables.script import (
     best_earlier_model,
-    claim_index,
-    claimed_indices,
     command,
     option_value,
     parse_score,
@@ -108,16 +105,6 @@ def test_option_values_and_the_driver_hparams() -> None:
     assert script_hparams(hparams, frozenset({"x"})) == {"x": 0.2, "max_len": 64}
     assert script_hparams(hparams, frozenset({"x", "seed"})) == {"x": 0.2, "seed": 7,
                                                                  "max_len": 64}
-
-
-def test_concurrent_claims_get_distinct_numbers_and_a_restart_keeps_its_own(
-        tmp_path: Path) -> None:
-    ids = [f"trial{i}" for i in range(12)]
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        numbers = list(pool.map(lambda trial_id: claim_index(tmp_path, trial_id), ids))
-    assert sorted(numbers) == list(range(12))
-    assert claim_index(tmp_path, "trial5") == numbers[5]
-    assert claimed_indices(tmp_path) == dict(zip(ids, numbers, strict=True))
 
 
 def test_best_earlier_model_is_the_best_scored_run_with_saved_parameters(

@@ -10,10 +10,10 @@ driver's own ``num_epochs`` and ``seed`` unless the space searches them), ``ARGS
 higher is better, as a line ``AutoFinetuneEval<TAB><value>``; the last such line counts and is
 reported once, as epoch 0, under ``eval_<metric>``.
 
-Runs are numbered in the order they start (:func:`claim_index`); with a population of
-``search.max_concurrent`` runs (PaddleHub's ``popsize``), run ``i`` is member
-``j = i % popsize`` of round ``r = i // popsize`` and writes PaddleHub's layout under the output
-root:
+Trials are numbered in the order the searcher creates them (``trial_0007``, see
+:func:`autoft.trial.trial_name`); with a population of ``search.max_concurrent`` trials
+(PaddleHub's ``popsize``), trial ``i`` is member ``j = i % popsize`` of round ``r = i // popsize``
+and writes PaddleHub's layout under the output root:
 ``round<r>/log-<j>.info`` (everything the program printed, also echoed to the worker's stdout)
 and ``round<r>/model-<j>`` (its ``--saved_params_dir``). With ``evaluate_choice: modelbased`` a
 run of round ``r > 0`` gets ``--model_path``: the saved parameters of the best-scoring run of the
@@ -46,9 +46,6 @@ from trainables.api import Reporter, TrialFailed
 #: The line a script prints its score on: ``AutoFinetuneEval<TAB><value>``.
 SCORE_PREFIX = "AutoFinetuneEval"
 _SCORE_LINE = re.compile(rf"^{SCORE_PREFIX}\t\s*(\S+)\s*$")
-
-#: The folder (under the output root) where runs claim their running numbers.
-CLAIMS = ".autoft_runs"
 
 #: Hyperparameters the driver adds to every trial itself; a script gets them only when searched.
 DRIVER_HPARAMS = frozenset({"num_epochs", "seed"})
@@ -183,47 +180,15 @@ def prepare(config: Config) -> ScriptPlan:
         timeout_s=config.script.timeout_s)
 
 
-def _current_trial_id() -> str | None:
-    """The Ray Tune trial this process runs, or None outside a search (``autoft train``)."""
+def _current_index() -> int:
+    """The trial's running number under Ray Tune (its name, ``trial_0007``); 0 outside."""
     from ray import tune
+
+    from autoft.trial import trial_index
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "meant to only be called inside a Tuner": not here
-        return tune.get_context().get_trial_id()
-
-
-def claim_index(root: Path, trial_id: str) -> int:
-    """The running number of trial ``trial_id`` among the runs under ``root``.
-
-    Runs are numbered in the order they start: each claims the lowest free number by creating
-    ``root/.autoft_runs/<number>`` (exclusively, so concurrent trials never share one) holding
-    its trial id; a restarted trial finds its earlier claim. Ray's trial ids carry no running
-    number when a search algorithm creates them, so they cannot serve.
-    """
-    claims = root / CLAIMS
-    claims.mkdir(parents=True, exist_ok=True)
-    known = claimed_indices(root)
-    if trial_id in known:
-        return known[trial_id]
-    index = 0
-    while True:
-        try:
-            descriptor = os.open(claims / str(index), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            index += 1
-            continue
-        with os.fdopen(descriptor, "w", encoding="utf-8") as claim:
-            claim.write(trial_id)
-        return index
-
-
-def claimed_indices(root: Path) -> dict[str, int]:
-    """Trial id -> running number of every run that has started under ``root``."""
-    claims = root / CLAIMS
-    if not claims.is_dir():
-        return {}
-    return {path.read_text(encoding="utf-8"): int(path.name) for path in claims.iterdir()
-            if path.name.isdigit()}
+        return trial_index(tune.get_context().get_trial_name() or "")
 
 
 def execute(argv: list[str], cwd: Path, log: Path, timeout_s: float | None) -> int | None:
@@ -266,9 +231,7 @@ def fit(config: Config, prepared: ScriptPlan, hparams: dict[str, Any],
         reporter: Reporter) -> dict[str, float]:
     """Run the script once with ``hparams``; report and return its score."""
     plan = prepared
-    trial_id = _current_trial_id()
-    index = claim_index(plan.root, trial_id) if trial_id else 0
-    paths = run_paths(plan.root, index, plan.popsize)
+    paths = run_paths(plan.root, _current_index(), plan.popsize)
     options = script_hparams(hparams, plan.searched)
     model_path = best_earlier_model(plan.root, paths.round) if plan.modelbased else None
     status = execute(command(plan, options, paths, model_path), plan.cwd, paths.log,
