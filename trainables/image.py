@@ -15,6 +15,7 @@ model exists and the weights fit; it returns the file lists and class names. Wit
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import timm
 import torch
+from safetensors.torch import load_file, save_file
 from timm.data import create_transform, resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
@@ -38,6 +40,8 @@ from trainables.weights import load_pretrained
 
 logger = logging.getLogger(__name__)
 
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
 #: DataLoader worker processes decoding and augmenting images beside the training threads.
 NUM_WORKERS = 0
 
@@ -125,6 +129,25 @@ def _loader(items: list[images.Item], transform, batch_size: int,
 def _batches(loader: DataLoader):
     for pixels, labels in loader:
         yield {"pixel_values": pixels}, labels
+
+
+def save_model(prepared: ImageData, model_state: dict[str, Any], folder: Path) -> None:
+    """``model.safetensors`` and ``config.json`` (timm model name, classes, the transforms'
+    data config) in ``folder``; :func:`load_saved_model` reads them back."""
+    model = create_model(prepared.model, len(prepared.classes), None)
+    model.load_state_dict(model_state)
+    save_file(model.state_dict(), folder / WEIGHTS_FILE)
+    (folder / CONFIG_FILE).write_text(json.dumps(
+        {"model": prepared.model, "classes": prepared.classes,
+         "data_config": transforms_config(model)}, indent=2), encoding="utf-8")
+
+
+def load_saved_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The model :func:`save_model` wrote (in eval mode) and its json config."""
+    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    model = create_model(config["model"], len(config["classes"]), None)
+    model.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    return model.eval(), config
 
 
 def fit(config: Config, prepared: ImageData, hparams: dict[str, Any],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,17 @@ def load_model(prepared: TextData):
     return AutoModelForSequenceClassification.from_pretrained(
         prepared.model, num_labels=len(names), id2label=dict(enumerate(names)),
         label2id={name: i for i, name in enumerate(names)}, trust_remote_code=False)
+
+
+def save_model(prepared: TextData, model_state: dict[str, Any], folder: Path) -> None:
+    """A ``save_pretrained`` folder (weights, config with id2label/label2id, tokenizer) that
+    ``AutoModelForSequenceClassification.from_pretrained(folder)`` loads."""
+    from transformers import AutoTokenizer
+
+    model = load_model(prepared)
+    model.load_state_dict(model_state)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(prepared.model, trust_remote_code=False).save_pretrained(folder)
 
 
 def fit(config: Config, prepared: TextData, hparams: dict[str, Any],

