@@ -189,3 +189,23 @@ def test_prepare_needs_the_script_section(tmp_path: Path) -> None:
     config = _config(tmp_path).model_copy(update={"script": None})
     with pytest.raises(InputError, match="script: required"):
         prepare(config)
+
+
+def test_a_search_config_with_a_paddlehub_script_validates(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autoft import cli
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "paddlehub"
+    config = tmp_path / "search.yaml"
+    config.write_text(textwrap.dedent(f"""
+        name: ants-bees-script
+        trainable: script
+        script: {{path: {example / 'finetunee.py'}, args: ["--max_train_samples=64"]}}
+        space: {example / 'hparam.yaml'}
+        fixed: {{num_epochs: 1}}
+        search: {{algorithm: tpe, scheduler: fifo, num_samples: 8, max_concurrent: 2}}
+    """), encoding="utf-8")
+    assert cli.main(["validate", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "trainable script" in out
+    assert "initial point 1: learning_rate=0.0001, batch_size=16" in out
