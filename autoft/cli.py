@@ -174,7 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``autoft`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if command is not None and argv[command] == "paddlehub":
+        # PaddleHub's own flags (--help included) belong to its parser, not to argparse here.
+        at = command + 1
+        args = build_parser().parse_args(argv[:at])
+        args.rest = argv[at:]
+    else:
+        args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -76,6 +76,7 @@ class SearchSettings(_Section):
     points_to_evaluate: list[dict[str, Any]] = Field(default_factory=list)
     max_failures: int = Field(default=1, ge=0)
     grace_period: int = Field(default=1, gt=0)
+    popsize: int | None = Field(default=None, gt=1)
     reduction_factor: float = Field(default=2.0, gt=1)
 
 
@@ -104,6 +105,7 @@ class ScriptConfig(_Section):
 
     path: Path
     args: list[str] = Field(default_factory=list)
+    output_dir: Path | None = None
     evaluate_choice: Literal["fulltrail", "modelbased"] = "fulltrail"
     timeout_s: float | None = Field(default=None, gt=0)
 
@@ -224,8 +226,12 @@ def config_from_mapping(raw: Any, base: Path, source: str = "config") -> Config:
             if isinstance(data.get(key), str):
                 data[key] = str(_resolve(base, data[key]))
         raw["data"] = data
-    if isinstance(raw.get("script"), dict) and isinstance(raw["script"].get("path"), str):
-        raw["script"] = {**raw["script"], "path": str(_resolve(base, raw["script"]["path"]))}
+    if isinstance(raw.get("script"), dict):
+        script = dict(raw["script"])
+        for key in ("path", "output_dir"):
+            if isinstance(script.get(key), str):
+                script[key] = str(_resolve(base, script[key]))
+        raw["script"] = script
     if "storage" not in raw:
         raw["storage"] = str((base / "autoft_results").resolve())
     try:

@@ -7,6 +7,7 @@ prepared once here and shipped to every trial through Ray's object store.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -100,6 +101,8 @@ def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
 def _tuner(config: Config, space: SearchSpace, prepared: Any,
            tracking: MlflowTrackingCallback) -> tune.Tuner:
     metric = config.metric_key
+    name_trials = functools.partial(trial_name,
+                                     first_tag=0 if config.search.scheduler == "pbt" else 1)
     return tune.Tuner(
         _trainable(config, prepared),
         tune_config=tune.TuneConfig(
@@ -107,8 +110,8 @@ def _tuner(config: Config, space: SearchSpace, prepared: Any,
             search_alg=make_search_alg(config, space, metric),
             scheduler=make_scheduler(config, space, metric),
             num_samples=config.search.num_samples,
-            trial_name_creator=trial_name,
-            trial_dirname_creator=trial_name,
+            trial_name_creator=name_trials,
+            trial_dirname_creator=name_trials,
         ),
         run_config=tune.RunConfig(
             name=config.name,

@@ -11,6 +11,7 @@ initial population is sampled from the same space up front and run by Ray's own
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import nevergrad as ng
@@ -37,18 +38,23 @@ from autoft.space import Param, SearchSpace
 PBT_MUTABLE = ("learning_rate", "cut_frac", "warmup_proportion", "weight_decay", "l2sp_alpha")
 
 
-def make_sampler(algorithm: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+def make_sampler(algorithm: str, seed: int, space: SearchSpace,
+                 popsize: int | None = None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for ``algorithm`` (tpe, cmaes, random, grid, gp, qmc), seeded.
 
     CMA-ES starts at the space's first initial point when it has one (PaddleHub's
-    ``init_value``s), as PaddleHub's ``hazero`` did.
+    ``init_value``s) with ``popsize`` candidates per generation, as PaddleHub's ``hazero`` did.
     """
     if algorithm == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           constant_liar=True)
     if algorithm == "cmaes":
         x0 = dict(space.initial_points[0]) if space.initial_points else None
-        return optuna.samplers.CmaEsSampler(x0=x0, seed=seed, warn_independent_sampling=False)
+        with warnings.catch_warnings():
+            # x0 is deprecated for Optuna 6 with no replacement yet; it is hazero's start point.
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.samplers.CmaEsSampler(x0=x0, seed=seed, popsize=popsize,
+                                                warn_independent_sampling=False)
     if algorithm == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if algorithm == "grid":
@@ -87,7 +93,8 @@ def make_search_alg(config: Config, space: SearchSpace,
         metric=metric,
         mode="max",
         points_to_evaluate=points or None,
-        sampler=make_sampler(config.search.algorithm, config.search.seed, space),
+        sampler=make_sampler(config.search.algorithm, config.search.seed, space,
+                             config.search.popsize),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
 

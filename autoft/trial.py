@@ -39,14 +39,17 @@ class TuneReporter:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def trial_name(trial: Any) -> str:
+def trial_name(trial: Any, first_tag: int = 1) -> str:
     """``trial_0007``: names trials by the running number Ray gives them (0-based).
 
-    Ray's experiment tag starts with a 1-based counter (``8_lr=0.1``); passed to Ray Tune as
-    ``trial_name_creator``, so a trial can read its own index on the worker.
+    Ray's experiment tag starts with a counter (``8_lr=0.1``) that counts from 1 for search
+    algorithms and from 0 for Ray's own variant generator (PBT): ``first_tag`` says which.
+    Passed to Ray Tune as ``trial_name_creator``, so a trial can read its own index on the worker.
     """
     counter = str(trial.experiment_tag).split("_", 1)[0]
-    return f"trial_{int(counter) - 1:04d}" if counter.isdigit() else f"trial_{trial.trial_id}"
+    if not counter.isdigit():
+        return f"trial_{trial.trial_id}"
+    return f"trial_{int(counter) - first_tag:04d}"
 
 
 def trial_index(name: str) -> int:
