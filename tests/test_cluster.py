@@ -1,0 +1,342 @@
+"""Searches on a real 2-node Ray cluster, and the faults a search must survive there.
+
+The cluster is two ``ray start`` nodes of 1 CPU each on this machine, with token authentication
+(:mod:`tests.cluster`); every search is an ``autoft`` child process (the driver) that joins it
+through ``ray.address``, each trial takes 1 CPU, two run at once. Trials fine-tune
+EfficientNet-Lite0 on a tiny real ImageFolder, so the whole path is real: Ray Tune on the
+cluster, epoch checkpoints in ``storage``, MLflow written by the driver.
+
+Where a trial ran: every node keeps its own temp dir, whose raylet names each worker's log after
+the worker's pid, and Ray Tune records that ``pid`` with every result
+(:meth:`tests.cluster.RayNode.ran`); ``node_ip`` is the same for both nodes on one machine.
+
+Faults: the worker node dies mid-trial, the driver is SIGKILLed, the MLflow server is down for
+30 s, a trial's loss becomes NaN, a user's trainable has a bug. (A CUDA out-of-memory error
+cannot happen on these CPU-only machines; it reaches Ray Tune as any other exception of
+``fit`` does, like the two failures tested here.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+from ray.tune.search.optuna import OptunaSearch
+
+from tests.cluster import LocalRayCluster, RayNode
+from tests.test_search import assert_complete_tracking, runs_of, search_config
+from tests.test_tracking_server import MlflowServer
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCH_METRICS = ("eval_accuracy", "train_loss", "lr")
+OUTAGE_S = 30
+
+
+class Driver:
+    """``autoft ARGS`` as a child process that joins the cluster; its output goes to a file."""
+
+    def __init__(self, cluster: LocalRayCluster, log: Path, *args: str) -> None:
+        self.log = log
+        with open(log, "wb") as output:
+            # cwd: Ray adds the driver's directory to the workers' sys.path (``tests.*``).
+            self.process = subprocess.Popen([sys.executable, "-m", "autoft.cli", *args],
+                                            stdout=output, stderr=subprocess.STDOUT,
+                                            env=cluster.env, cwd=REPO)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def finish(self, timeout: float = 600) -> str:
+        """Wait for the driver; its output, after checking that it exited with status 0."""
+        self.process.wait(timeout)
+        assert self.process.returncode == 0, self.output()[-6000:]
+        return self.output()
+
+    def kill(self) -> None:
+        if self.running():
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalRayCluster]:
+    with LocalRayCluster(num_cpus=1, env=dict(os.environ)) as running:
+        running.add_node()
+        yield running
+
+
+@pytest.fixture
+def two_nodes(cluster: LocalRayCluster) -> LocalRayCluster:
+    """The cluster with its head and a live worker node (a test before may have killed one)."""
+    if not any(node.alive() for node in cluster.nodes[1:]):
+        cluster.add_node()
+    return cluster
+
+
+@pytest.fixture
+def start_driver(two_nodes: LocalRayCluster,
+                 tmp_path: Path) -> Iterator[Callable[..., Driver]]:
+    """Start ``autoft ARGS`` on the cluster; drivers still running at teardown are killed."""
+    drivers: list[Driver] = []
+
+    def start(*args: str) -> Driver:
+        drivers.append(Driver(two_nodes, tmp_path / f"driver{len(drivers)}.log", *args))
+        return drivers[-1]
+
+    yield start
+    for driver in drivers:
+        driver.kill()
+
+
+@pytest.fixture(scope="module")
+def tiny_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 training and 8 evaluation digit images of 3 classes: 2 steps of 8 per epoch."""
+    from autoft.demo import write_digits_imagefolder
+
+    return write_digits_imagefolder(tmp_path_factory.mktemp("digits"), n_train=16, n_eval=8,
+                                    classes=3)
+
+
+def cluster_config(folder: Path, data: Path, name: str, cluster: LocalRayCluster, *,
+                   num_samples: int, epochs: int = 2, max_failures: int = 1,
+                   **extra: Any) -> Path:
+    """A search over the conditional image space that runs on ``cluster``, 1 CPU a trial."""
+    search = {"algorithm": "tpe", "scheduler": "fifo", "num_samples": num_samples,
+              "max_concurrent": 2, "seed": 0, "max_failures": max_failures,
+              **extra.pop("search", {})}
+    return search_config(folder, data, name, num_samples, ray={"address": cluster.address},
+                         resources={"cpu": 1}, fixed={"num_epochs": epochs, "batch_size": 8},
+                         search=search, **extra)
+
+
+def sqlite_uri(folder: Path) -> str:
+    """The default tracking store of a config written by :func:`cluster_config`."""
+    return f"sqlite:///{folder / 'results' / 'mlflow.db'}"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str,
+               driver: Driver | None = None) -> None:
+    """Poll ``condition`` every 0.25 s; fail after ``timeout`` s or when ``driver`` exits."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if driver is not None and not driver.running():
+            raise AssertionError(f"the driver exited before {what}:\n{driver.output()[-6000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.25)
+
+
+def result_rows(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each trial folder's results so far (Ray Tune's ``result.json``, one line per epoch)."""
+    rows = {}
+    for path in sorted(experiment_dir.glob("trial_*/result.json")):
+        lines = path.read_text().splitlines(keepends=True)
+        rows[path.parent.name] = [json.loads(line) for line in lines if line.endswith("\n")]
+    return rows
+
+
+def epochs_of(rows: list[dict[str, Any]]) -> list[int]:
+    return [int(row["epoch"]) for row in rows]
+
+
+def assert_every_epoch_once(uri: str, experiment: str, epochs: int) -> None:
+    """Every child run holds each epoch's metrics at steps 0..epochs-1, each exactly once."""
+    client = MlflowClient(uri)
+    for child in runs_of(uri, experiment)[1]:
+        for key in EPOCH_METRICS:
+            steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
+            assert steps == list(range(epochs)), (child.data.tags["autoft.trial_id"], key, steps)
+
+
+def optuna_states(experiment_dir: Path) -> list[tuple[dict[str, Any], str]]:
+    """(params, state) of every trial the searcher was told about, from its saved state."""
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(str(experiment_dir))
+    study = searcher._ot_study  # Ray keeps the Optuna study here; it has no public accessor
+    return [(trial.params, trial.state.name) for trial in study.trials]
+
+
+def test_trials_spread_over_both_nodes(start_driver: Callable[..., Driver],
+                                       two_nodes: LocalRayCluster, tiny_digits: Path,
+                                       tmp_path: Path) -> None:
+    config = cluster_config(tmp_path, tiny_digits, "spread", two_nodes, num_samples=2)
+    start_driver("search", str(config)).finish()
+
+    rows = result_rows(tmp_path / "results" / "spread")
+    assert sorted(rows) == ["trial_0000", "trial_0001"]
+    nodes = {}
+    for name, trial_rows in rows.items():
+        node = two_nodes.node_of(trial_rows[-1]["pid"])
+        assert node is not None, f"{name}: pid {trial_rows[-1]['pid']} ran on no cluster node"
+        nodes[name] = node.name
+    live = {node.name for node in two_nodes.nodes if node.alive()}
+    assert set(nodes.values()) == live and len(live) == 2, nodes
+    assert_complete_tracking(sqlite_uri(tmp_path), "spread", 2)
+    assert_every_epoch_once(sqlite_uri(tmp_path), "spread", 2)
+
+
+def test_driver_killed_then_resumed_on_the_cluster(start_driver: Callable[..., Driver],
+                                                   two_nodes: LocalRayCluster,
+                                                   tiny_digits: Path, tmp_path: Path) -> None:
+    config = cluster_config(tmp_path, tiny_digits, "killed", two_nodes, num_samples=4)
+    experiment_dir = tmp_path / "results" / "killed"
+    driver = start_driver("search", str(config))
+    wait_until(lambda: any(epochs_of(r) == [0, 1] for r in result_rows(experiment_dir).values()),
+               600, "a finished trial", driver)
+    driver.kill()
+    rows = result_rows(experiment_dir)
+    assert sum(epochs_of(r) == [0, 1] for r in rows.values()) < 4, "killed too late"
+
+    start_driver("resume", str(experiment_dir)).finish()
+    # A trial created just before the kill, but not yet in Ray's experiment snapshot, is made
+    # again on resume; its first folder stays empty and the new one gets a suffix.
+    rows = result_rows(experiment_dir)
+    assert len({row["trial_id"] for trial_rows in rows.values() for row in trial_rows}) == 4
+    assert [epochs_of(trial_rows) for trial_rows in rows.values()] == [[0, 1]] * 4, rows
+    assert_complete_tracking(sqlite_uri(tmp_path), "killed", 4)
+    assert_every_epoch_once(sqlite_uri(tmp_path), "killed", 2)
+
+
+def test_tracking_server_down_for_30_s(start_driver: Callable[..., Driver],
+                                       two_nodes: LocalRayCluster, tiny_digits: Path,
+                                       tmp_path: Path) -> None:
+    server = MlflowServer(tmp_path / "mlflow")
+    server.folder.mkdir()
+    server.start()
+    try:
+        config = cluster_config(tmp_path, tiny_digits, "outage", two_nodes, num_samples=4,
+                                tracking={"uri": server.uri})
+        experiment_dir = tmp_path / "results" / "outage"
+        driver = start_driver("search", str(config))
+        wait_until(lambda: any(result_rows(experiment_dir).values()), 600,
+                   "a trial's first epoch", driver)
+        server.stop()
+        time.sleep(OUTAGE_S)
+        assert driver.running(), "the search ended during the outage: make it longer"
+        server.start()
+        output = driver.finish()
+        assert "is not answering" in output and "answers again" in output, output[-6000:]
+        assert_complete_tracking(server.uri, "outage", 4)
+        assert_every_epoch_once(server.uri, "outage", 2)
+    finally:
+        server.stop()
+
+
+def test_nan_loss_fails_the_trial_and_the_search_goes_on(start_driver: Callable[..., Driver],
+                                                         two_nodes: LocalRayCluster,
+                                                         tiny_digits: Path,
+                                                         tmp_path: Path) -> None:
+    # 1e20 diverges to NaN within the first epoch; 1e6 does not (the loss stays finite, ~1e9).
+    space = {"learning_rate": {"type": "categorical", "choices": [1.0e-3, 1.0e20]}}
+    config = cluster_config(tmp_path, tiny_digits, "nan", two_nodes, num_samples=2,
+                            space=space, search={"points_to_evaluate": [
+                                {"learning_rate": 1.0e20}, {"learning_rate": 1.0e-3}]})
+    output = start_driver("search", str(config)).finish()
+    assert "training loss became nan" in output
+
+    failed, completed = children_by_status(sqlite_uri(tmp_path), "nan")
+    assert [run.data.params["learning_rate"] for run in failed] == ["1e+20"]
+    assert [run.data.params["learning_rate"] for run in completed] == ["0.001"]
+    assert "TrialFailed: training loss became nan in epoch 0" in (
+        failed[0].data.tags["autoft.error"])
+    assert failed[0].info.status == "FAILED"
+    assert sorted(optuna_states(tmp_path / "results" / "nan"),
+                  key=lambda item: item[0]["learning_rate"]) == [
+        ({"learning_rate": 1.0e-3}, "COMPLETE"), ({"learning_rate": 1.0e20}, "FAIL")]
+
+
+def trainable_with_a_bug(hparams: dict[str, Any], reporter: Any) -> dict[str, float]:
+    """A user's trainable (``tests.test_cluster:trainable_with_a_bug``) with a bug: it divides
+    by ``warmup_steps``, which its space lets be 0."""
+    score = 0.0
+    for epoch in range(int(hparams["num_epochs"])):
+        score = 1.0 - 1.0 / (hparams["warmup_steps"] * (epoch + 2))
+        reporter.report({"epoch": epoch, "train_loss": 1.0 - score, "eval_accuracy": score,
+                         "lr": 0.1})
+    return {"eval_accuracy": score}
+
+
+def test_user_trainable_bug_fails_the_trial_and_the_search_goes_on(
+        start_driver: Callable[..., Driver], two_nodes: LocalRayCluster, tiny_digits: Path,
+        tmp_path: Path) -> None:
+    points = [{"warmup_steps": steps} for steps in (0, 1, 2)]
+    config = cluster_config(tmp_path, tiny_digits, "bug", two_nodes, num_samples=3,
+                            trainable="tests.test_cluster:trainable_with_a_bug",
+                            space={"warmup_steps": {"type": "int", "low": 0, "high": 2}},
+                            search={"points_to_evaluate": points})
+    output = start_driver("search", str(config)).finish()
+    assert "ZeroDivisionError" in output
+
+    uri = sqlite_uri(tmp_path)
+    failed, completed = children_by_status(uri, "bug")
+    assert [run.data.params["warmup_steps"] for run in failed] == ["0"]
+    assert sorted(run.data.params["warmup_steps"] for run in completed) == ["1", "2"]
+    assert "ZeroDivisionError: float division by zero" in failed[0].data.tags["autoft.error"]
+    client = MlflowClient(uri)
+    for run in completed:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy")]
+        assert sorted(steps) == [0, 1]
+    assert sorted(optuna_states(tmp_path / "results" / "bug"),
+                  key=lambda item: item[0]["warmup_steps"]) == [
+        ({"warmup_steps": 0}, "FAIL"), ({"warmup_steps": 1}, "COMPLETE"),
+        ({"warmup_steps": 2}, "COMPLETE")]
+
+
+def children_by_status(uri: str, experiment: str) -> tuple[list, list]:
+    """(failed, completed) child runs; no child has another status."""
+    children = runs_of(uri, experiment)[1]
+    statuses = {run.data.tags.get("autoft.status") for run in children}
+    assert statuses <= {"failed", "completed"}, statuses
+    return ([run for run in children if run.data.tags["autoft.status"] == "failed"],
+            [run for run in children if run.data.tags["autoft.status"] == "completed"])
+
+
+def trial_on(node: RayNode, epochs: int, experiment_dir: Path) -> str | None:
+    """A trial that runs on ``node`` and has reported at least one but not all its epochs."""
+    for name, rows in result_rows(experiment_dir).items():
+        if rows and len(rows) < epochs and node.ran(rows[-1]["pid"]):
+            return name
+    return None
+
+
+def test_worker_node_lost_mid_trial(start_driver: Callable[..., Driver],
+                                    two_nodes: LocalRayCluster, tiny_digits: Path,
+                                    tmp_path: Path) -> None:
+    epochs = 3
+    config = cluster_config(tmp_path, tiny_digits, "lost", two_nodes, num_samples=4,
+                            epochs=epochs, max_failures=2)
+    experiment_dir = tmp_path / "results" / "lost"
+    worker = two_nodes.nodes[-1]
+    driver = start_driver("search", str(config))
+    wait_until(lambda: trial_on(worker, epochs, experiment_dir) is not None, 600,
+               "a trial on the worker node with an epoch done", driver)
+    victim = trial_on(worker, epochs, experiment_dir)
+    worker.kill()
+    driver.finish()
+
+    rows = result_rows(experiment_dir)
+    assert sorted(rows) == [f"trial_{i:04d}" for i in range(4)]
+    for name, trial_rows in rows.items():
+        assert epochs_of(trial_rows) == list(range(epochs)), (name, trial_rows)
+    restarts = [row for row in rows[victim] if row["iterations_since_restore"] == 1]
+    assert len(restarts) == 2, rows[victim]
+    resumed = restarts[1]  # restored from the epoch checkpoint, not retrained from epoch 0
+    assert resumed["epoch"] == resumed["training_iteration"] - 1 > 0
+    assert worker.ran(rows[victim][0]["pid"]) and two_nodes.head.ran(resumed["pid"])
+    uri = sqlite_uri(tmp_path)
+    assert_complete_tracking(uri, "lost", 4)
+    assert_every_epoch_once(uri, "lost", epochs)
