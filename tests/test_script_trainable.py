@@ -66,7 +66,8 @@ def _config(tmp_path: Path, *args: str, timeout_s: float | None = None) -> Confi
     script.write_text(SCRIPT, encoding="utf-8")
     return config_from_mapping({
         "name": "script-test", "trainable": "script",
-        "script": {"path": "finetunee.py", "args": list(args), "timeout_s": timeout_s},
+        "script": {"path": "finetunee.py", "args": list(args), "timeout_s": timeout_s,
+                   "output_dir": "out"},
         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         "fixed": {"num_epochs": 1, "learning_rate": 0.01},
         "storage": "out",
@@ -74,7 +75,7 @@ def _config(tmp_path: Path, *args: str, timeout_s: float | None = None) -> Confi
 
 
 def _received(config: Config, index: int = 0) -> dict:
-    paths = run_paths(config.storage, index, config.search.max_concurrent)
+    paths = run_paths(config.script.output_dir, index, config.search.max_concurrent)
     return json.loads((paths.model / "received.json").read_text())
 
 
@@ -152,9 +153,9 @@ def test_fit_runs_the_script_in_the_launch_folder_and_reports_its_last_score(
     assert metrics["epoch"] == 0 and math.isclose(metrics["eval_accuracy"], 1 - 0.25 ** 2)
     received = _received(config)
     assert received["cwd"] == str(launch)
-    assert received["argv"] == ["--x=0.25", f"--saved_params_dir={config.storage}/round0/model-0",
-                                "--mode=ok"]
-    log = (config.storage / "round0" / "log-0.info").read_text()
+    model_dir = config.script.output_dir / "round0" / "model-0"
+    assert received["argv"] == ["--x=0.25", f"--saved_params_dir={model_dir}", "--mode=ok"]
+    log = (config.script.output_dir / "round0" / "log-0.info").read_text()
     assert log.startswith("fine-tuning ...\n") and log.endswith(f"{metrics['eval_accuracy']}\n")
 
 
@@ -178,7 +179,7 @@ def test_a_failing_run_is_a_failed_trial_that_names_hyperparameters_and_log(
     reporter = ListReporter()
     with pytest.raises(TrialFailed) as failure:
         load_trainable("script").fit(config, prepare(config), {"x": 0.3}, reporter)
-    log = config.storage / "round0" / "log-0.info"
+    log = config.script.output_dir / "round0" / "log-0.info"
     assert str(failure.value) == (f"the program run with hyperparameters x=0.3 crashed ({why}), "
                                   f"see {log}")
     assert "fine-tuning ..." in log.read_text()

@@ -76,9 +76,9 @@ class RunPaths:
 
 
 def output_root(config: Config) -> Path:
-    """The folder that holds the ``round<r>`` folders: ``storage`` (``autoft paddlehub`` sets
-    it to its ``--output_dir``)."""
-    return config.storage
+    """The folder that holds the ``round<r>`` folders: ``script.output_dir`` (``autoft
+    paddlehub`` sets it to its ``--output_dir``), else the search's own experiment folder."""
+    return config.script.output_dir or config.experiment_dir
 
 
 def run_paths(root: Path, index: int, popsize: int) -> RunPaths:
