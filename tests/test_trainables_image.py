@@ -135,7 +135,8 @@ def test_fit_reports_each_epoch_and_saved_model_reloads(tmp_path):
                                          "lr_schedule": "stlr", "frz_blocks": 1}, reporter)
     assert [m["epoch"] for m, _ in reporter.reports] == [0, 1]
     assert final == reporter.reports[-1][0] and 0 <= final["eval_accuracy"] <= 1
-    assert set(final) == {"epoch", "train_loss", "eval_accuracy", "lr"}
+    assert set(final) == {"epoch", "train_loss", "eval_accuracy", "lr",
+                                 "epoch_time_s"}
 
     image.save_model(prepared, reporter.reports[-1][1]["model"], tmp_path)
     model, saved = image.load_saved_model(tmp_path)

@@ -8,6 +8,9 @@ match them; ``efficientnet_lite0`` loads them too but scores worse)
 transforms come from the model's pretrained config (``resolve_model_data_config`` +
 ``create_transform``): augmenting for training, resize and centre crop for evaluation.
 
+Training and evaluation run in channels-last memory layout (the same arithmetic; oneDNN's
+convolutions run it markedly faster on CPU, cuDNN's under AMP on GPU).
+
 ``prepare`` scans and checks the folders once (:mod:`trainables.images`) and checks that the
 model exists and the weights fit; it returns the file lists and class names. Without
 ``data.eval`` a seeded 10% of the training images (seed ``search.seed``) is held out.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ from autoft.config import Config
 from autoft.errors import InputError
 from trainables import images
 from trainables.api import Reporter
-from trainables.hparams import parse_hparams
+from trainables.hparams import HParams, parse_hparams
 from trainables.loop import Runtime, Task, run
 from trainables.tables import HOLDOUT_FRACTION
 from trainables.weights import load_pretrained
@@ -128,7 +132,7 @@ def _loader(items: list[images.Item], transform, batch_size: int,
 
 def _batches(loader: DataLoader):
     for pixels, labels in loader:
-        yield {"pixel_values": pixels}, labels
+        yield {"pixel_values": pixels.contiguous(memory_format=torch.channels_last)}, labels
 
 
 def save_model(prepared: ImageData, model_state: dict[str, Any], folder: Path) -> None:
@@ -150,13 +154,12 @@ def load_saved_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), config
 
 
-def fit(config: Config, prepared: ImageData, hparams: dict[str, Any],
-        reporter: Reporter) -> dict[str, float]:
-    """One fine-tune of the image classifier with ``hparams``."""
-    hp = parse_hparams(hparams, "image")
+def make_task(prepared: ImageData, hp: HParams) -> Callable[[Runtime], Task]:
+    """The loop's :class:`Task` for ``prepared`` under ``hp`` (built once the seed is set)."""
 
     def build(runtime: Runtime) -> Task:
         model = create_model(prepared.model, len(prepared.classes), prepared.pretrained_file)
+        model = model.to(memory_format=torch.channels_last)
         data_config = resolve_model_data_config(model)
         train_transform = create_transform(**data_config, is_training=True)
         eval_transform = create_transform(**data_config)
@@ -171,4 +174,11 @@ def fit(config: Config, prepared: ImageData, hparams: dict[str, Any],
                                                           2 * hp.batch_size, None)),
                     forward=lambda model, inputs: model(inputs["pixel_values"]))
 
-    return run(config, hp, reporter, build)
+    return build
+
+
+def fit(config: Config, prepared: ImageData, hparams: dict[str, Any],
+        reporter: Reporter) -> dict[str, float]:
+    """One fine-tune of the image classifier with ``hparams``."""
+    hp = parse_hparams(hparams, "image")
+    return run(config, hp, reporter, make_task(prepared, hp))

