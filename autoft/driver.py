@@ -24,7 +24,7 @@ from autoft.errors import InputError
 from autoft.export import EXPERIMENT_CONFIG, best_config, dump_config, save_experiment_config
 from autoft.plots import write_plots
 from autoft.results import TrialRecord, best_trial, load_trials, trials_frame
-from autoft.search_algorithms import make_scheduler, make_search_alg
+from autoft.search_algorithms import make_scheduler, make_search_alg, pbt_param_space
 from autoft.space import SearchSpace, load_space
 from autoft.tracking import MlflowTrackingCallback
 from autoft.trial import run_trial, trial_name
@@ -105,10 +105,11 @@ def _tuner(config: Config, space: SearchSpace, prepared: Any,
                                      first_tag=0 if config.search.scheduler == "pbt" else 1)
     return tune.Tuner(
         _trainable(config, prepared),
+        param_space=pbt_param_space(config, space),
         tune_config=tune.TuneConfig(
             metric=metric, mode="max",
             search_alg=make_search_alg(config, space, metric),
-            scheduler=make_scheduler(config, space, metric),
+            scheduler=make_scheduler(config, space),
             num_samples=config.search.num_samples,
             trial_name_creator=name_trials,
             trial_dirname_creator=name_trials,
@@ -117,7 +118,9 @@ def _tuner(config: Config, space: SearchSpace, prepared: Any,
             name=config.name,
             storage_path=str(config.storage),
             failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # PBT restores one trial from another's checkpoint while that one trains on: keep all.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=None if config.search.scheduler == "pbt" else 1),
             callbacks=[tracking],
             verbose=1,
         ),

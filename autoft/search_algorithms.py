@@ -79,11 +79,7 @@ def make_search_alg(config: Config, space: SearchSpace,
     """The searcher, at most ``max_concurrent`` trials at once; for PBT a sampled population."""
     points = initial_points(config, space)
     if config.search.scheduler == "pbt":
-        rng = random.Random(config.search.seed)
-        population = points[: config.search.num_samples]
-        missing = config.search.num_samples - len(population)
-        population += [space.sample(rng) for _ in range(missing)]
-        return BasicVariantGenerator(points_to_evaluate=population,
+        return BasicVariantGenerator(points_to_evaluate=pbt_population(config, space, points),
                                      max_concurrent=config.search.max_concurrent)
     if config.search.algorithm == "pso":
         return ConcurrencyLimiter(_particle_swarm(config, space, metric, points),
@@ -97,6 +93,27 @@ def make_search_alg(config: Config, space: SearchSpace,
                              config.search.popsize),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
+
+
+def pbt_population(config: Config, space: SearchSpace,
+                   points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PBT's initial population: the given points, then random ones, ``num_samples`` in all.
+
+    Every point holds every parameter, conditional ones too (the trainable ignores a ``cut_frac``
+    without STLR): PBT perturbs and copies whole configs, so each key must always be there.
+    """
+    rng = random.Random(config.search.seed)
+    population = [dict(p) for p in points[: config.search.num_samples]]
+    population += [space.sample(rng) for _ in range(config.search.num_samples - len(population))]
+    for point in population:
+        for param in space.params:
+            point.setdefault(param.name, param.sample(rng))
+    return population
+
+
+def pbt_param_space(config: Config, space: SearchSpace) -> dict[str, Any] | None:
+    """The Tuner's ``param_space`` under PBT (Ray looks up every point's keys there), else None."""
+    return space.mutations() if config.search.scheduler == "pbt" else None
 
 
 def _particle_swarm(config: Config, space: SearchSpace, metric: str,
@@ -122,24 +139,27 @@ def _nevergrad_param(param: Param) -> ng.p.Parameter:
     return scalar.set_integer_casting() if param.type == "int" else scalar
 
 
-def make_scheduler(config: Config, space: SearchSpace, metric: str) -> TrialScheduler:
-    """The trial scheduler over epochs (``training_iteration`` counts reported epochs)."""
+def make_scheduler(config: Config, space: SearchSpace) -> TrialScheduler:
+    """The trial scheduler over epochs (``training_iteration`` counts reported epochs).
+
+    Metric and mode come from the Tuner; Ray refuses them twice.
+    """
     settings = config.search
     max_t = config.num_epochs
     if settings.scheduler == "fifo":
         return FIFOScheduler()
     if settings.scheduler == "asha":
-        return ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max",
+        return ASHAScheduler(time_attr="training_iteration",
                              max_t=max_t, grace_period=min(settings.grace_period, max_t),
                              reduction_factor=settings.reduction_factor)
     if settings.scheduler == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", metric=metric, mode="max",
+        return HyperBandScheduler(time_attr="training_iteration",
                                   max_t=max_t, reduction_factor=settings.reduction_factor)
     mutable = [name for name in PBT_MUTABLE if name in space.names]
     if not mutable:
         raise InputError(f"search.scheduler: pbt needs one of {', '.join(PBT_MUTABLE)} "
                          "in the space to perturb")
-    return PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode="max",
+    return PopulationBasedTraining(time_attr="training_iteration",
                                    perturbation_interval=1,
                                    hyperparam_mutations=space.mutations(mutable),
                                    custom_explore_fn=space.clip)
@@ -150,7 +170,8 @@ def describe_strategy(config: Config) -> str:
     settings = config.search
     if settings.scheduler == "pbt":
         return (f"PBT over {settings.num_samples} trials; the initial population is sampled "
-                "from the space up front by Ray's BasicVariantGenerator (Ray refuses a search "
-                f"algorithm with PBT); PBT perturbs {', '.join(PBT_MUTABLE)} where searched")
+                "from the space up front and run by Ray's BasicVariantGenerator (Ray refuses a "
+                "search algorithm with PBT), every parameter in every trial (conditions are "
+                f"not applied); PBT perturbs {', '.join(PBT_MUTABLE)} where searched")
     return (f"Optuna {settings.algorithm} via OptunaSearch, {settings.scheduler} scheduler, "
             f"{settings.num_samples} trials, at most {settings.max_concurrent} at once")

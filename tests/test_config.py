@@ -20,7 +20,8 @@ def write(folder: Path, mapping: dict | str, name: str = "search.yaml") -> Path:
 @pytest.fixture()
 def data_files(tmp_path: Path) -> Path:
     (tmp_path / "train.tsv").write_text("a good film\t1\na bad film\t0\n")
-    (tmp_path / "space.yaml").write_text("learning_rate: {type: float, low: 1.0e-5, high: 1.0e-4}\n")
+    (tmp_path / "space.yaml").write_text(
+        "learning_rate: {type: float, low: 1.0e-5, high: 1.0e-4}\n")
     return tmp_path
 
 

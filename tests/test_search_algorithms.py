@@ -1,0 +1,63 @@
+"""Sampler and scheduler construction, without Ray: each algorithm drives a real Optuna study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+
+from autoft.config import config_from_mapping
+from autoft.errors import InputError
+from autoft.search_algorithms import (
+    describe_strategy,
+    make_sampler,
+    make_scheduler,
+    pbt_population,
+)
+from autoft.space import load_space
+
+SPACE = load_space({
+    "lr_schedule": {"type": "categorical", "choices": ["constant", "stlr"]},
+    "cut_frac": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.05,
+                 "when": {"lr_schedule": "stlr"}},
+    "dis_blocks": {"type": "int", "low": 0, "high": 2},
+})
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "cmaes", "random", "grid", "gp", "qmc"])
+def test_every_sampler_searches_the_space(algorithm: str) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=make_sampler(algorithm, 0, SPACE))
+    study.optimize(lambda trial: float(SPACE.suggest(trial)["dis_blocks"]), n_trials=6)
+    assert len(study.trials) == 6
+    for trial in study.trials:
+        assert ("cut_frac" in trial.params) == (trial.params["lr_schedule"] == "stlr")
+
+
+def config(tmp_path: Path, **search: object):
+    return config_from_mapping({"name": "s", "trainable": "tests.toy_trainable:quadratic",
+                                "space": {"learning_rate": {"type": "float", "low": 0.1,
+                                                            "high": 0.2}},
+                                "fixed": {"num_epochs": 4}, "search": search}, tmp_path)
+
+
+def test_pbt_population_holds_every_parameter(tmp_path: Path) -> None:
+    population = pbt_population(config(tmp_path, scheduler="pbt", num_samples=5), SPACE,
+                                [{"lr_schedule": "constant", "dis_blocks": 1}])
+    assert len(population) == 5
+    assert population[0]["lr_schedule"] == "constant" and population[0]["dis_blocks"] == 1
+    assert all(set(point) == set(SPACE.names) for point in population)
+
+
+def test_scheduler_choice_and_pbt_needs_a_mutable_parameter(tmp_path: Path) -> None:
+    for name, kind in (("fifo", FIFOScheduler), ("asha", ASHAScheduler),
+                       ("hyperband", HyperBandScheduler)):
+        assert isinstance(make_scheduler(config(tmp_path, scheduler=name, grace_period=9),
+                                         SPACE), kind)
+    with pytest.raises(InputError, match="pbt needs one of"):
+        make_scheduler(config(tmp_path, scheduler="pbt"),
+                       load_space({"dis_blocks": {"type": "int", "low": 0, "high": 2}}))
+    assert "BasicVariantGenerator" in describe_strategy(config(tmp_path, scheduler="pbt"))
