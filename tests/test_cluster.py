@@ -55,9 +55,11 @@ class Driver:
                                             env=cluster.env, cwd=REPO)
 
     def output(self) -> str:
+        """Everything the driver printed so far."""
         return self.log.read_text(errors="replace")
 
     def running(self) -> bool:
+        """Whether the driver has not exited yet."""
         return self.process.poll() is None
 
     def finish(self, timeout: float = 600) -> str:
@@ -67,6 +69,7 @@ class Driver:
         return self.output()
 
     def kill(self) -> None:
+        """SIGKILL the driver (no clean-up of its own), if it still runs."""
         if self.running():
             self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
@@ -150,6 +153,7 @@ def result_rows(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def epochs_of(rows: list[dict[str, Any]]) -> list[int]:
+    """The ``epoch`` of each result row, in the order they were reported."""
     return [int(row["epoch"]) for row in rows]
 
 
@@ -168,6 +172,34 @@ def optuna_states(experiment_dir: Path) -> list[tuple[dict[str, Any], str]]:
     searcher.restore_from_dir(str(experiment_dir))
     study = searcher._ot_study  # Ray keeps the Optuna study here; it has no public accessor
     return [(trial.params, trial.state.name) for trial in study.trials]
+
+
+def children_by_status(uri: str, experiment: str) -> tuple[list, list]:
+    """(failed, completed) child runs; no child has another status."""
+    children = runs_of(uri, experiment)[1]
+    statuses = {run.data.tags.get("autoft.status") for run in children}
+    assert statuses <= {"failed", "completed"}, statuses
+    return ([run for run in children if run.data.tags["autoft.status"] == "failed"],
+            [run for run in children if run.data.tags["autoft.status"] == "completed"])
+
+
+def trial_on(node: RayNode, epochs: int, experiment_dir: Path) -> str | None:
+    """A trial that runs on ``node`` and has reported at least one but not all its epochs."""
+    for name, rows in result_rows(experiment_dir).items():
+        if rows and len(rows) < epochs and node.ran(rows[-1]["pid"]):
+            return name
+    return None
+
+
+def test_cluster_refuses_a_driver_without_its_token(two_nodes: LocalRayCluster) -> None:
+    join = f"import ray; ray.init(address={two_nodes.address!r})"
+    # One connection attempt instead of Ray's 20 (it retries a refused token too).
+    env = {**two_nodes.env, "RAY_gcs_server_port_wait_time_s": "1"}
+    for changed in ({"RAY_AUTH_TOKEN": "0" * 64}, {"RAY_AUTH_MODE": "disabled"}):
+        refused = subprocess.run([sys.executable, "-c", join], env={**env, **changed},
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0, changed
+        assert "Authentication token is missing or incorrect" in refused.stderr, changed
 
 
 def test_trials_spread_over_both_nodes(start_driver: Callable[..., Driver],
@@ -192,22 +224,22 @@ def test_trials_spread_over_both_nodes(start_driver: Callable[..., Driver],
 def test_driver_killed_then_resumed_on_the_cluster(start_driver: Callable[..., Driver],
                                                    two_nodes: LocalRayCluster,
                                                    tiny_digits: Path, tmp_path: Path) -> None:
-    config = cluster_config(tmp_path, tiny_digits, "killed", two_nodes, num_samples=4)
+    config = cluster_config(tmp_path, tiny_digits, "killed", two_nodes, num_samples=3)
     experiment_dir = tmp_path / "results" / "killed"
     driver = start_driver("search", str(config))
     wait_until(lambda: any(epochs_of(r) == [0, 1] for r in result_rows(experiment_dir).values()),
                600, "a finished trial", driver)
     driver.kill()
     rows = result_rows(experiment_dir)
-    assert sum(epochs_of(r) == [0, 1] for r in rows.values()) < 4, "killed too late"
+    assert sum(epochs_of(r) == [0, 1] for r in rows.values()) < 3, "killed too late"
 
     start_driver("resume", str(experiment_dir)).finish()
     # A trial created just before the kill, but not yet in Ray's experiment snapshot, is made
     # again on resume; its first folder stays empty and the new one gets a suffix.
     rows = result_rows(experiment_dir)
-    assert len({row["trial_id"] for trial_rows in rows.values() for row in trial_rows}) == 4
-    assert [epochs_of(trial_rows) for trial_rows in rows.values()] == [[0, 1]] * 4, rows
-    assert_complete_tracking(sqlite_uri(tmp_path), "killed", 4)
+    assert len({row["trial_id"] for trial_rows in rows.values() for row in trial_rows}) == 3
+    assert [epochs_of(trial_rows) for trial_rows in rows.values()] == [[0, 1]] * 3, rows
+    assert_complete_tracking(sqlite_uri(tmp_path), "killed", 3)
     assert_every_epoch_once(sqlite_uri(tmp_path), "killed", 2)
 
 
@@ -296,28 +328,11 @@ def test_user_trainable_bug_fails_the_trial_and_the_search_goes_on(
         ({"warmup_steps": 2}, "COMPLETE")]
 
 
-def children_by_status(uri: str, experiment: str) -> tuple[list, list]:
-    """(failed, completed) child runs; no child has another status."""
-    children = runs_of(uri, experiment)[1]
-    statuses = {run.data.tags.get("autoft.status") for run in children}
-    assert statuses <= {"failed", "completed"}, statuses
-    return ([run for run in children if run.data.tags["autoft.status"] == "failed"],
-            [run for run in children if run.data.tags["autoft.status"] == "completed"])
-
-
-def trial_on(node: RayNode, epochs: int, experiment_dir: Path) -> str | None:
-    """A trial that runs on ``node`` and has reported at least one but not all its epochs."""
-    for name, rows in result_rows(experiment_dir).items():
-        if rows and len(rows) < epochs and node.ran(rows[-1]["pid"]):
-            return name
-    return None
-
-
 def test_worker_node_lost_mid_trial(start_driver: Callable[..., Driver],
                                     two_nodes: LocalRayCluster, tiny_digits: Path,
                                     tmp_path: Path) -> None:
     epochs = 3
-    config = cluster_config(tmp_path, tiny_digits, "lost", two_nodes, num_samples=4,
+    config = cluster_config(tmp_path, tiny_digits, "lost", two_nodes, num_samples=3,
                             epochs=epochs, max_failures=2)
     experiment_dir = tmp_path / "results" / "lost"
     worker = two_nodes.nodes[-1]
@@ -329,7 +344,7 @@ def test_worker_node_lost_mid_trial(start_driver: Callable[..., Driver],
     driver.finish()
 
     rows = result_rows(experiment_dir)
-    assert sorted(rows) == [f"trial_{i:04d}" for i in range(4)]
+    assert sorted(rows) == [f"trial_{i:04d}" for i in range(3)]
     for name, trial_rows in rows.items():
         assert epochs_of(trial_rows) == list(range(epochs)), (name, trial_rows)
     restarts = [row for row in rows[victim] if row["iterations_since_restore"] == 1]
@@ -338,5 +353,5 @@ def test_worker_node_lost_mid_trial(start_driver: Callable[..., Driver],
     assert resumed["epoch"] == resumed["training_iteration"] - 1 > 0
     assert worker.ran(rows[victim][0]["pid"]) and two_nodes.head.ran(resumed["pid"])
     uri = sqlite_uri(tmp_path)
-    assert_complete_tracking(uri, "lost", 4)
+    assert_complete_tracking(uri, "lost", 3)
     assert_every_epoch_once(uri, "lost", epochs)
