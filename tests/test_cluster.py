@@ -10,8 +10,9 @@ Where a trial ran: every node keeps its own temp dir, whose raylet names each wo
 the worker's pid, and Ray Tune records that ``pid`` with every result
 (:meth:`tests.cluster.RayNode.ran`); ``node_ip`` is the same for both nodes on one machine.
 
-Faults: the worker node dies mid-trial, the driver is SIGKILLed, the MLflow server is down for
-30 s, a trial's loss becomes NaN, a user's trainable has a bug. (A CUDA out-of-memory error
+Faults: a driver without the cluster's token, the worker node dies mid-trial, the driver is
+SIGKILLed, the MLflow server is down for 30 s, a trial's loss becomes NaN, a user's trainable
+has a bug. (A CUDA out-of-memory error
 cannot happen on these CPU-only machines; it reaches Ray Tune as any other exception of
 ``fit`` does, like the two failures tested here.)
 """
