@@ -127,42 +127,75 @@ def measure_ray_init() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run_once(args: argparse.Namespace, repeat: int) -> dict[str, Any]:
+    """One pair of runs on a fresh experiment; the loop first in even repeats, else second."""
     workdir = Path(args.workdir)
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     config_path = write_config(workdir, args.trials, args.train_samples, args.threads)
     name = config_path.stem
+    timings: dict[str, Any] = {}
 
-    loop_log = logs / f"{name}_optuna.log"
-    loop_s = timed([sys.executable, "-m", "benchmarks.overhead", "--optuna-loop",
-                    str(config_path)], loop_log)
-    loop = json.loads(loop_log.read_text().strip().splitlines()[-1])
+    def loop_run() -> None:
+        log = logs / f"{name}_optuna.log"
+        timings["loop_s"] = timed([sys.executable, "-m", "benchmarks.overhead", "--optuna-loop",
+                                   str(config_path)], log)
+        timings["loop"] = json.loads(log.read_text().strip().splitlines()[-1])
 
-    started = time.time()
-    search_s = timed([sys.executable, "-m", "autoft.cli", "search", str(config_path)],
-                     logs / f"{name}_autoft.log")
-    phases = autoft_phases(workdir / name, started, time.time())
-    ray_init_s = measure_ray_init()
+    def search_run() -> None:
+        started = time.time()
+        timings["search_s"] = timed([sys.executable, "-m", "autoft.cli", "search",
+                                     str(config_path)], logs / f"{name}_autoft.log")
+        timings["phases"] = autoft_phases(workdir / name, started, time.time())
 
-    loop_fit_s = sum(fit["seconds"] for fit in loop["fits"])
+    for step in (loop_run, search_run) if repeat % 2 == 0 else (search_run, loop_run):
+        step()
+    loop = timings["loop"]
+    return {"search_vs_optuna_loop": round(timings["search_s"] / timings["loop_s"], 3),
+            "autoft_search_s": round(timings["search_s"], 1),
+            "optuna_loop_s": round(timings["loop_s"], 1),
+            "optuna_loop": {"startup_s": round(loop["ready"] - loop["started"], 1),
+                            "in_trials_s": round(sum(f["seconds"] for f in loop["fits"]), 1),
+                            "after_last_trial_s": round(loop["finished"] - max(
+                                f["start"] + f["seconds"] for f in loop["fits"]), 1)},
+            "autoft_phases": timings["phases"], "experiment": name,
+            "first": "optuna loop" if repeat % 2 == 0 else "autoft search"}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``args.repeats`` pairs, alternating which goes first (the machine's load drifts); the
+    figure is total autoft time over total loop time, the phases are means over the pairs."""
+    pairs = [run_once(args, repeat) for repeat in range(args.repeats)]
+
+    def mean(path: tuple[str, str]) -> float:
+        return round(sum(pair[path[0]][path[1]] for pair in pairs) / len(pairs), 1)
+
     return {
-        "search_vs_optuna_loop": round(search_s / loop_s, 3),
-        "autoft_search_s": round(search_s, 1), "optuna_loop_s": round(loop_s, 1),
-        "optuna_loop": {"startup_s": round(loop["ready"] - loop["started"], 1),
-                        "in_trials_s": round(loop_fit_s, 1),
-                        "after_last_trial_s": round(loop["finished"] - max(
-                            f["start"] + f["seconds"] for f in loop["fits"]), 1)},
-        "autoft_phases": phases, "ray_init_shutdown_s": round(ray_init_s, 1),
-        "trials": args.trials, "train_samples": args.train_samples, "threads": args.threads,
-        "experiment": name,
+        "search_vs_optuna_loop": round(sum(p["autoft_search_s"] for p in pairs)
+                                       / sum(p["optuna_loop_s"] for p in pairs), 3),
+        "autoft_search_s": round(sum(p["autoft_search_s"] for p in pairs) / len(pairs), 1),
+        "optuna_loop_s": round(sum(p["optuna_loop_s"] for p in pairs) / len(pairs), 1),
+        "optuna_loop": {key: mean(("optuna_loop", key)) for key in pairs[0]["optuna_loop"]},
+        "autoft_phases": {key: mean(("autoft_phases", key)) for key in pairs[0]["autoft_phases"]},
+        "ray_init_shutdown_s": round(measure_ray_init(), 1),
+        "pairs": pairs, "trials": args.trials, "train_samples": args.train_samples,
+        "threads": args.threads,
     }
 
 
 def report(result: dict[str, Any], info: dict[str, Any]) -> None:
     phases, loop = result["autoft_phases"], result["optuna_loop"]
+    pairs = "\n".join(f"| {p['experiment']} | {p['first']} | {p['autoft_search_s']} s | "
+                      f"{p['optuna_loop_s']} s | {p['search_vs_optuna_loop']} |"
+                      for p in result["pairs"])
     body = f"""
 ## Result
+
+| pair (experiment) | ran first | autoft search | Optuna loop | ratio |
+|---|---|---|---|---|
+{pairs}
+
+Means over the pairs:
 
 | | autoft search (Ray, MLflow) | plain Optuna loop |
 |---|---|---|
@@ -174,21 +207,21 @@ def report(result: dict[str, Any], info: dict[str, Any]) -> None:
 | between trials | {phases['between_trials_s']} s | — |
 | after the last trial | {phases['after_last_trial_s']} s | {loop['after_last_trial_s']} s |
 
-**overhead.search_vs_optuna_loop = {result['search_vs_optuna_loop']}** (target ≤ 1.15).
-An embedded `ray.init(address="local")` + `ray.shutdown()` alone takes
-{result['ray_init_shutdown_s']} s on this machine.
+**overhead.search_vs_optuna_loop = {result['search_vs_optuna_loop']}** (total autoft time over
+total loop time; target ≤ 1.15). An embedded `ray.init(address="local")` + `ray.shutdown()`
+alone takes {result['ray_init_shutdown_s']} s on this machine.
 """
     budget = {"trials": result["trials"], "task": f"{TASK}, {result['train_samples']} train "
               f"and {result['train_samples']} eval images, 1 epoch",
               "search": "TPE seed 0, FIFO (no early stopping), one trial at a time",
-              "torch threads per trial": result["threads"], "experiment": result["experiment"]}
+              "torch threads per trial": result["threads"], "pairs": len(result["pairs"])}
     write_report("overhead", "autoft search vs a plain Optuna loop", budget,
                  body + breakdown(result), info)
-    update_summary("overhead", {k: v for k, v in result.items() if k != "experiment"})
+    update_summary("overhead", result)
 
 
 def breakdown(result: dict[str, Any]) -> str:
-    """Where the extra seconds of ``autoft search`` go, phase by phase."""
+    """Where the extra seconds of ``autoft search`` go, phase by phase (means over pairs)."""
     phases, loop = result["autoft_phases"], result["optuna_loop"]
     extra = result["autoft_search_s"] - result["optuna_loop_s"]
     rows = [("start-up (Ray start, Tuner set-up, first actor)",
@@ -209,6 +242,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--train-samples", type=int, default=48,
                         help="training (and evaluation) images per trial")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="pairs of runs, alternating which goes first")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     parser.add_argument("--optuna-loop", metavar="CONFIG", help=argparse.SUPPRESS)
