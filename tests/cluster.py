@@ -119,7 +119,11 @@ class LocalRayCluster:
         self.nodes: list[RayNode] = []
 
     def __enter__(self) -> LocalRayCluster:
-        self.start_head()
+        try:
+            self.start_head()
+        except BaseException:
+            self.shutdown()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
