@@ -69,8 +69,14 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
-             log_to_driver=True)
+    try:
+        ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
+                 log_to_driver=True)
+    except ConnectionError as exc:
+        raise InputError(
+            f"ray.address: cannot join the Ray cluster at {address} ({exc}); a cluster started "
+            "with `ray start` needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN, "
+            "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token") from None
     try:
         yield
     finally:
@@ -136,10 +142,10 @@ def run_search(config: Config, *, resume: bool = False) -> SearchOutcome:
                          f"`autoft resume {experiment_dir}`, or change name or storage")
     trainable = load_trainable(config.trainable)
     prepared = trainable.prepare(config)
-    if not resume:
-        save_experiment_config(config, experiment_dir)
     tracking = _tracking(config, space)
     with ray_session(config.ray.address):
+        if not resume:  # only once Ray is up: a failed join leaves no half-made experiment
+            save_experiment_config(config, experiment_dir)
         if resume:
             tuner = tune.Tuner.restore(str(experiment_dir), trainable=_trainable(config, prepared),
                                        resume_unfinished=True, resume_errored=True)
