@@ -266,33 +266,9 @@ def search(task_name: str, name: str, settings: Mapping[str, Any], *,
         if len(trials) >= config.search.num_samples and all(
                 t.status != "running" for t in trials):
             return config, trials
-    with _scheduler_metric_from_tuner():
-        outcome = run_search(config, resume=started)
+    outcome = run_search(config, resume=started)
     return config, outcome.trials
 
-
-@contextmanager
-def _scheduler_metric_from_tuner():
-    """Workaround, to remove once autoft is fixed: ``make_scheduler``
-    (autoft/search_algorithms.py) gives ASHA / HyperBand their own ``metric`` and ``mode``
-    while ``driver._tuner`` also passes them to ``TuneConfig``, which Ray 2.60 refuses
-    ("the scheduler you are using was already instantiated with their own `metric` and `mode`").
-    Here the scheduler is built without them and takes the Tuner's, which are the same."""
-    from autoft import driver
-
-    original = driver.make_scheduler
-
-    def make_scheduler(config: Config, space: Any, metric: str) -> Any:
-        scheduler = original(config, space, metric)
-        if hasattr(scheduler, "_metric") and config.search.scheduler != "pbt":
-            scheduler._metric, scheduler._mode = None, None
-        return scheduler
-
-    driver.make_scheduler = make_scheduler
-    try:
-        yield
-    finally:
-        driver.make_scheduler = original
 
 
 def epoch_events(experiment_dir: Path, metric_key: str) -> list[tuple[float, str, float]]:
