@@ -20,12 +20,12 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "reproduce_study": (["--task", "image", "--seeds", "1", "--epochs", "1", "--strategies",
-                         "baseline", "stlr_0.01", "--train-samples", "16"], "study"),
-    "search_quality": (["--tasks", "hymenoptera_effnet", "--trials", "2", "--seeds", "1",
-                        "--train-samples", "12"], "quality"),
-    "search_efficiency": (["--reference-trials", "2", "--trials", "2", "--seeds", "1",
-                           "--epochs", "1", "--train-samples", "12"], "efficiency"),
-    "overhead": (["--trials", "2", "--train-samples", "12"], "overhead"),
+                         "baseline", "stlr_0.01", "--train-samples", "8"], "study"),
+    "search_quality": (["--tasks", "hymenoptera_effnet", "--trials", "1", "--seeds", "1",
+                        "--train-samples", "8"], "quality"),
+    "search_efficiency": (["--reference-trials", "1", "--trials", "1", "--seeds", "1",
+                           "--epochs", "1", "--train-samples", "8"], "efficiency"),
+    "overhead": (["--trials", "1", "--repeats", "1", "--train-samples", "8"], "overhead"),
 }
 
 
