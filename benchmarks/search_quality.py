@@ -41,7 +41,7 @@ def run_task(task_name: str, args: argparse.Namespace) -> dict[str, Any]:
     config, trials = tpe_asha_search(task_name, args.trials, 0, task.baseline["num_epochs"],
                                      data=data, workdir=args.workdir)
     scored = [t for t in trials if t.score is not None and t.status == "completed"]
-    best = max(scored, key=lambda t: t.score)
+    best = max(scored or [t for t in trials if t.score is not None], key=lambda t: t.score)
     retrain = seeds(args.seeds)
     tuned_hp = {**config.fixed, **best.hparams}
     baseline_hp = {**task.baseline, "num_epochs": config.num_epochs}
