@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-#: DataLoader worker processes decoding and augmenting images beside the training threads.
+#: DataLoader worker processes decoding and augmenting images beside the training threads: none,
+#: since on 2 cores 1 or 2 workers made an epoch slower (benchmarks/results/throughput.md).
 NUM_WORKERS = 0
 
 
