@@ -130,8 +130,9 @@ def _read_hf_disk(path: Path, label_column: Column) -> tuple[pd.DataFrame, list[
 def _column(frame: pd.DataFrame, column: Column, key: str, path: Path) -> pd.Series:
     if isinstance(column, str):
         if column not in frame.columns:
-            raise InputError(f"{path}: data.{key}: no column named {column!r} "
-                             f"(columns: {', '.join(map(str, frame.columns))})")
+            raise InputError(f"{path}: data.{key}: no column named {column!r} in the header "
+                             f"row ({', '.join(map(str, frame.columns))}); a file without a "
+                             "header needs every column given by index")
         return frame[column]
     if not 0 <= column < frame.shape[1]:
         raise InputError(f"{path}: data.{key}: column index {column} out of range "
