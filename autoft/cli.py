@@ -105,7 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _with_overrides(load_config(args.config), args)
     result = train(config)
-    print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+    print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
     print(f"model: {result.model_dir}\nMLflow run: {result.run_id} ({config.tracking_uri})")
     return EXIT_OK
 
