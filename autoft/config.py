@@ -182,6 +182,12 @@ def _resolve(base: Path, value: Path | str) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+def _resolve_keys(mapping: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
+    """A copy of ``mapping`` whose string values under ``keys`` are resolved paths."""
+    return {key: str(_resolve(base, value)) if key in keys and isinstance(value, str) else value
+            for key, value in mapping.items()}
+
+
 def _format_error(source: str, error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
@@ -215,23 +221,10 @@ def config_from_mapping(raw: Any, base: Path, source: str = "config") -> Config:
         if isinstance(value, str) and (value.startswith(PACKAGE_PREFIX) or value.startswith(".")
                                        or (base / value).exists()):
             raw[key] = str(_resolve(base, value))
-    for key in ("pretrained_file", "storage"):
-        if isinstance(raw.get(key), str):
-            raw[key] = str(_resolve(base, raw[key]))
-    if isinstance(raw.get("space"), str):
-        raw["space"] = str(_resolve(base, raw["space"]))
-    if isinstance(raw.get("data"), dict):
-        data = dict(raw["data"])
-        for key in ("train", "eval"):
-            if isinstance(data.get(key), str):
-                data[key] = str(_resolve(base, data[key]))
-        raw["data"] = data
-    if isinstance(raw.get("script"), dict):
-        script = dict(raw["script"])
-        for key in ("path", "output_dir"):
-            if isinstance(script.get(key), str):
-                script[key] = str(_resolve(base, script[key]))
-        raw["script"] = script
+    raw = _resolve_keys(raw, ("pretrained_file", "storage", "space"), base)
+    for section, keys in (("data", ("train", "eval")), ("script", ("path", "output_dir"))):
+        if isinstance(raw.get(section), dict):
+            raw[section] = _resolve_keys(raw[section], keys, base)
     if "storage" not in raw:
         raw["storage"] = str((base / "autoft_results").resolve())
     try:
