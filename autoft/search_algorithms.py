@@ -38,16 +38,25 @@ from autoft.space import Param, SearchSpace
 PBT_MUTABLE = ("learning_rate", "cut_frac", "warmup_proportion", "weight_decay", "l2sp_alpha")
 
 
-def make_sampler(algorithm: str, seed: int, space: SearchSpace,
-                 popsize: int | None = None) -> optuna.samplers.BaseSampler:
+def tpe_startup_trials(num_samples: int | None) -> int:
+    """Random trials before TPE starts modelling: Optuna's 10, or a quarter of a smaller budget
+    (at least 4), so that most of a 16-trial search is guided rather than random."""
+    return 10 if num_samples is None else min(10, max(4, num_samples // 4))
+
+
+def make_sampler(algorithm: str, seed: int, space: SearchSpace, popsize: int | None = None,
+                 num_samples: int | None = None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for ``algorithm`` (tpe, cmaes, random, grid, gp, qmc), seeded.
 
-    CMA-ES starts at the space's first initial point when it has one (PaddleHub's
-    ``init_value``s) with ``popsize`` candidates per generation, as PaddleHub's ``hazero`` did.
+    TPE's random start-up is sized to the budget of ``num_samples`` trials
+    (:func:`tpe_startup_trials`). CMA-ES starts at the space's first initial point when it has
+    one (PaddleHub's ``init_value``s) with ``popsize`` candidates per generation, as
+    PaddleHub's ``hazero`` did.
     """
     if algorithm == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          constant_liar=True)
+                                          constant_liar=True,
+                                          n_startup_trials=tpe_startup_trials(num_samples))
     if algorithm == "cmaes":
         x0 = dict(space.initial_points[0]) if space.initial_points else None
         with warnings.catch_warnings():
@@ -90,7 +99,7 @@ def make_search_alg(config: Config, space: SearchSpace,
         mode="max",
         points_to_evaluate=points or None,
         sampler=make_sampler(config.search.algorithm, config.search.seed, space,
-                             config.search.popsize),
+                             config.search.popsize, config.search.num_samples),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
 

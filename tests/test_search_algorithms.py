@@ -15,6 +15,7 @@ from autoft.search_algorithms import (
     make_sampler,
     make_scheduler,
     pbt_population,
+    tpe_startup_trials,
 )
 from autoft.space import load_space
 
@@ -35,6 +36,22 @@ def test_every_sampler_searches_the_space(algorithm: str) -> None:
     assert len(study.trials) == 6
     for trial in study.trials:
         assert ("cut_frac" in trial.params) == (trial.params["lr_schedule"] == "stlr")
+
+
+@pytest.mark.parametrize(("num_samples", "startup"), [(None, 10), (8, 4), (16, 4), (32, 8),
+                                                       (200, 10)])
+def test_tpe_starts_with_a_quarter_of_a_small_budget_at_random(num_samples: int | None,
+                                                               startup: int) -> None:
+    assert tpe_startup_trials(num_samples) == startup
+
+
+def test_tpe_models_the_space_after_its_startup_trials() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = make_sampler("tpe", 0, SPACE, num_samples=16)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda trial: float(SPACE.suggest(trial)["dis_blocks"]), n_trials=16)
+    guided = [t.params["dis_blocks"] for t in study.trials[4:]]
+    assert sum(value == 2 for value in guided) > len(guided) / 3  # random: a third of the time
 
 
 def config(tmp_path: Path, **search: object):
