@@ -126,6 +126,29 @@ def test_a_failed_trial_records_its_error(store: str, tmp_path: Path) -> None:
     assert metric_steps(store, child, "train_loss") == [0]
 
 
+def test_a_trial_lost_with_the_driver_is_marked_failed(store: str, tmp_path: Path) -> None:
+    first = make_callback(store, "lost", tmp_path)
+    first.setup()
+    kept, lost = stand_in_trial("t_00000"), stand_in_trial("t_00001")
+    for trial in (kept, lost):
+        first.on_trial_start(0, [kept, lost], trial)
+    first.on_trial_result(1, [kept, lost], kept, epoch_result(0))
+    assert first.writer.close(timeout=60)  # the driver dies before Ray saved t_00001
+
+    restored = pickle.loads(pickle.dumps(first))
+    restored.setup()
+    restored.on_trial_complete(2, [kept], kept)
+    assert restored.mark_lost_trials(["t_00000"]) == ["t_00001"]
+    restored.finish(timeout=60)
+
+    runs = runs_by_name(store, "lost")
+    assert runs["t_00001"].info.status == "FAILED"
+    assert runs["t_00001"].data.tags["autoft.status"] == "failed"
+    assert runs["t_00001"].data.tags["autoft.error"].startswith("lost: the driver stopped")
+    assert runs["t_00000"].data.tags["autoft.status"] == "pruned"
+    assert "autoft.error" not in runs["t_00000"].data.tags
+
+
 def test_the_callback_pickles_without_its_writer(store: str, tmp_path: Path) -> None:
     callback = make_callback(store, "pickled", tmp_path)
     callback.setup()

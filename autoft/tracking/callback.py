@@ -35,6 +35,10 @@ SEARCH_ID_TAG = "autoft.search_id"
 TRIAL_TAG = "autoft.trial_id"
 STATUS_TAG = "autoft.status"
 ERROR_TAG = "autoft.error"
+#: Why a child run has no trial in the experiment: Ray saves its experiment state every few
+#: seconds, so a trial started just before the driver died is unknown to the restored search.
+LOST_ERROR = ("lost: the driver stopped before Ray recorded this trial; the resumed search "
+              "sampled a new trial in its place")
 # Logged per epoch besides the search metric (``eval_<metric>``); other result keys are Ray's.
 EPOCH_METRICS = ("train_loss", "lr", "epoch_time_s")
 
@@ -185,6 +189,20 @@ class MlflowTrackingCallback(Callback):
     def trial_run_id(self, trial_id: str, timeout: float = 30.0) -> str | None:
         """A trial's MLflow run id, waiting up to ``timeout`` s for its creation."""
         return self.writer.run_id(trial_id, timeout)
+
+    def mark_lost_trials(self, trial_ids: Iterable[str]) -> list[str]:
+        """Mark the child runs of trials the experiment does not hold (``trial_ids`` are the
+        ones it does) as failed, with :data:`LOST_ERROR`; returns their trial ids.
+
+        Such a run is left RUNNING by a driver killed between starting a trial and Ray's next
+        save of the experiment state; the resumed search never reports to it again.
+        """
+        writer = self._parent()
+        lost = sorted(writer.keys() - {PARENT, *trial_ids})
+        for trial_id in lost:
+            writer.set_tags(trial_id, {STATUS_TAG: "failed", ERROR_TAG: LOST_ERROR})
+            writer.set_terminated(trial_id, "FAILED")
+        return lost
 
     def finish(self, status: str = "FINISHED", timeout: float = 60.0) -> str | None:
         """End the parent run with ``status`` and drain the writer for up to ``timeout`` s.

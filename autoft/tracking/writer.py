@@ -235,6 +235,11 @@ class MlflowWriter:
         with self._cond:
             return key in self._known
 
+    def keys(self) -> set[str]:
+        """Every run key created or enqueued so far (in any process)."""
+        with self._cond:
+            return set(self._known)
+
     def last_step(self, key: str) -> int | None:
         """The largest metric step enqueued for ``key`` so far (in any process), or None."""
         with self._cond:
