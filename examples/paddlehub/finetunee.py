@@ -58,7 +58,7 @@ def finetune(args: argparse.Namespace) -> float:
     start = str(args.model_path / "model.pth") if args.model_path else IMAGENET
     print(f"starting from {start}", flush=True)
     config = config_from_mapping({
-        "name": "finetunee", "trainable": "image", "model": "efficientnet_lite0",
+        "name": "finetunee", "trainable": "image", "model": "tf_efficientnet_lite0",
         "pretrained_file": start, "metric": "accuracy",
         # torch threads: what Ray grants the run (OMP_NUM_THREADS), else every core
         "resources": {"cpu": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count()))},
