@@ -1,7 +1,7 @@
 """What autoft costs over a plain Optuna loop: the same short trials, two ways, wall clock.
 
 1. ``python -m autoft.cli search CONFIG`` (the ``autoft search`` command) as a subprocess:
-   local Ray started inside the command, one trial actor per trial, epoch checkpoints, MLflow on
+   local Ray started inside the command, one trial actor reused by every trial, epoch checkpoints, MLflow on
    SQLite through the background writer, plots and best config at the end.
 2. ``python -m benchmarks.overhead --optuna-loop CONFIG`` as a subprocess: the same trainable's
    ``prepare`` once and ``fit`` per trial, in-process, sampled by the same Optuna sampler (TPE,
@@ -96,7 +96,7 @@ def optuna_loop(config_path: Path) -> None:
         return final[config.metric_key]
 
     study = optuna.create_study(direction="maximize", sampler=make_sampler(
-        config.search.algorithm, config.search.seed, space))
+        config.search.algorithm, config.search.seed, space, num_samples=config.search.num_samples))
     study.optimize(objective, n_trials=config.search.num_samples)
     print(json.dumps({"started": started, "ready": ready, "finished": time.time(),
                       "fits": fits, "best": study.best_value}))
