@@ -126,6 +126,29 @@ def test_a_failed_trial_records_its_error(store: str, tmp_path: Path) -> None:
     assert metric_steps(store, child, "train_loss") == [0]
 
 
+def test_a_failed_trial_that_completes_after_a_resume_loses_its_error(store: str,
+                                                                       tmp_path: Path) -> None:
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Failure # 1\nRuntimeError: node lost\n")
+    first = make_callback(store, "recovered", tmp_path / "search")
+    first.setup()
+    trial = stand_in_trial("t_00000", error_file, num_epochs=1)
+    first.on_trial_start(0, [trial], trial)
+    first.on_trial_error(1, [trial], trial)
+    assert first.writer.close(timeout=60)
+
+    restored = pickle.loads(pickle.dumps(first))  # autoft resume retries the errored trial
+    restored.setup()
+    restored.on_trial_start(2, [trial], trial)
+    restored.on_trial_result(3, [trial], trial, epoch_result(0))
+    restored.on_trial_complete(4, [trial], trial)
+    restored.finish(timeout=60)
+
+    child = runs_by_name(store, "recovered")["t_00000"]
+    assert child.info.status == "FINISHED" and child.data.tags["autoft.status"] == "completed"
+    assert "autoft.error" not in child.data.tags
+
+
 def test_a_trial_lost_with_the_driver_is_marked_failed(store: str, tmp_path: Path) -> None:
     first = make_callback(store, "lost", tmp_path)
     first.setup()

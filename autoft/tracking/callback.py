@@ -152,8 +152,11 @@ class MlflowTrackingCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
                           **info: Any) -> None:
-        """Completed (FINISHED) if the trial ran all its epochs, else pruned (KILLED)."""
+        """Completed (FINISHED) if the trial ran all its epochs, else pruned (KILLED); the error
+        of an earlier failure (before a retry or ``autoft resume``) no longer applies."""
         writer = self._trial_run(trial)
+        if trial.error_file is not None:
+            writer.delete_tag(trial.trial_id, ERROR_TAG)
         last = writer.last_step(trial.trial_id)
         epochs_done = 0 if last is None else last + 1
         expected = trial.config.get("num_epochs", self.num_epochs)

@@ -211,6 +211,10 @@ class MlflowWriter:
         if values:
             self._enqueue({"op": "log_batch", "key": key, "tags": values})
 
+    def delete_tag(self, key: str, name: str) -> None:
+        """Remove the tag ``name`` from the run ``key`` if it has it."""
+        self._enqueue({"op": "delete_tag", "key": key, "name": name})
+
     def set_terminated(self, key: str, status: str = "FINISHED") -> None:
         """End the run with ``status`` (FINISHED, FAILED or KILLED), timestamped now."""
         if status not in TERMINAL_STATUSES:
@@ -450,6 +454,8 @@ class MlflowWriter:
             self._client.set_terminated(self._run(op["key"]), op["status"], op["time"])
         elif kind == "artifacts":
             self._apply_artifacts(op)
+        elif kind == "delete_tag":
+            self._apply_delete_tag(op)
         else:
             raise _Rejected(f"unknown operation {kind!r}")
 
@@ -498,6 +504,12 @@ class MlflowWriter:
             self._client.log_batch(run_id, params=chunk)
         for chunk in _chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
             self._client.log_batch(run_id, tags=chunk)
+
+    def _apply_delete_tag(self, op: dict[str, Any]) -> None:
+        assert self._client is not None
+        run_id = self._run(op["key"])
+        if op["name"] in self._client.get_run(run_id).data.tags:
+            self._client.delete_tag(run_id, op["name"])
 
     def _apply_artifacts(self, op: dict[str, Any]) -> None:
         assert self._client is not None
