@@ -165,8 +165,9 @@ NOTES = """
 
 - Study numbers: PaddleHub `tutorial/strategy_exp.md` (commit 1478fd94). The study used
   BERT-base on CoLA (lr 5e-5, max length 128) and ResNet50 on dogcat 1/10 (2,200 images, total
-  batch 80, dev and test); here MiniLM (lr 1e-4, max length 64) and EfficientNet-Lite0 on
-  ants/bees (245 training images, batch 16, scored on the 153 `val` images). Compare the
+  batch 80, dev and test); here MiniLM (lr 1e-4, max length 64) and EfficientNet-Lite0 (timm's
+  `tf_efficientnet_lite0` with the packaged TensorFlow ImageNet weights) on ants/bees
+  (245 training images, batch 16, scored on the 153 `val` images). Compare the
   *direction* of each strategy's effect, not the absolute numbers.
 - `stlr_0.01` with 1 epoch on ants/bees has T = 16 steps, cut = ⌊16·0.01⌋ = 0: the case where
   PaddleHub divided by zero and reported the untuned model. Here it is a pure linear decay from

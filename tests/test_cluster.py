@@ -159,9 +159,12 @@ def epochs_of(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def assert_every_epoch_once(uri: str, experiment: str, epochs: int) -> None:
-    """Every child run holds each epoch's metrics at steps 0..epochs-1, each exactly once."""
+    """Every child run holds each epoch's metrics at steps 0..epochs-1, each exactly once
+    (but the run of a trial lost with a killed driver, which never reported)."""
     client = MlflowClient(uri)
     for child in runs_of(uri, experiment)[1]:
+        if child.data.tags.get("autoft.error", "").startswith("lost:"):
+            continue
         for key in EPOCH_METRICS:
             steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
             assert steps == list(range(epochs)), (child.data.tags["autoft.trial_id"], key, steps)
@@ -236,8 +239,9 @@ def test_driver_killed_then_resumed_on_the_cluster(start_driver: Callable[..., D
 
     start_driver("resume", str(experiment_dir)).finish()
     # A trial created just before the kill, but not yet in Ray's experiment snapshot, is made
-    # again on resume; its first folder stays empty and the new one gets a suffix.
-    rows = result_rows(experiment_dir)
+    # again on resume; its first folder stays without results and the new one gets a suffix.
+    rows = {name: trial_rows for name, trial_rows in result_rows(experiment_dir).items()
+            if trial_rows}
     assert len({row["trial_id"] for trial_rows in rows.values() for row in trial_rows}) == 3
     assert [epochs_of(trial_rows) for trial_rows in rows.values()] == [[0, 1]] * 3, rows
     assert_complete_tracking(sqlite_uri(tmp_path), "killed", 3)
