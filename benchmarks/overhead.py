@@ -1,8 +1,9 @@
 """What autoft costs over a plain Optuna loop: the same short trials, two ways, wall clock.
 
 1. ``python -m autoft.cli search CONFIG`` (the ``autoft search`` command) as a subprocess:
-   local Ray started inside the command, one trial actor reused by every trial, epoch checkpoints, MLflow on
-   SQLite through the background writer, plots and best config at the end.
+   local Ray started inside the command, one trial actor reused by every trial, epoch
+   checkpoints, MLflow on SQLite through the background writer, plots and best config at the
+   end.
 2. ``python -m benchmarks.overhead --optuna-loop CONFIG`` as a subprocess: the same trainable's
    ``prepare`` once and ``fit`` per trial, in-process, sampled by the same Optuna sampler (TPE,
    same seed) over the same space, no Ray, no MLflow, no checkpoints.
@@ -226,9 +227,9 @@ def breakdown(result: dict[str, Any]) -> str:
     extra = result["autoft_search_s"] - result["optuna_loop_s"]
     rows = [("start-up (Ray start, Tuner set-up, first actor)",
              phases["startup_until_first_trial_s"] - loop["startup_s"]),
-            ("inside trials (per-trial model load in a fresh actor, epoch checkpoints)",
+            ("inside trials (per-trial model load, epoch checkpoints)",
              phases["in_trials_s"] - loop["in_trials_s"]),
-            ("between trials (actor start, scheduling, searcher)", phases["between_trials_s"]),
+            ("between trials (actor reset, scheduling, searcher)", phases["between_trials_s"]),
             ("after the last trial (MLflow flush, plots, Ray shutdown)",
              phases["after_last_trial_s"] - loop["after_last_trial_s"])]
     lines = "\n".join(f"| {what} | {seconds:+.1f} s |" for what, seconds in rows)
