@@ -62,13 +62,17 @@ def ray_session(address: str | None) -> Iterator[None]:
     """Join ``address``, or start an embedded local Ray that is this command's alone.
 
     ``address="local"`` matters: a plain ``ray.init()`` joins whatever cluster an earlier
-    ``ray start`` left in Ray's temp dir, even a dead one.
+    ``ray start`` left in Ray's temp dir, even a dead one. The embedded Ray runs trials at the
+    command's own priority: with Ray's default (nice 15) Ray's daemons and the driver preempt a
+    trial that uses every core.
     """
     # Epoch checkpoints of short trials snapshot the experiment often; that is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         yield
         return
+    if address is None:
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
                  log_to_driver=True)
