@@ -74,10 +74,13 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     target = reference[-1]
     needed = epochs_to_reach(tuned, target)
     budget = args.reference_trials * args.epochs
-    return {"seed": seed, "reference_best": target, "reference_epochs": len(reference),
+    return {"seed": seed, "reference_seed": ref_seed, "reference_best": target,
+            "reference_epochs": len(reference),
             "reference_epochs_to_own_best": epochs_to_reach(reference, target),
             "tpe_asha_best": tuned[-1], "tpe_asha_epochs": len(tuned),
             "tpe_asha_epochs_to_reference_best": needed,
+            "tpe_asha_epochs_to_own_best": epochs_to_reach(tuned, tuned[-1]),
+            "reference_epochs_to_tpe_asha_best": epochs_to_reach(reference, tuned[-1]),
             "ratio": None if needed is None else round(needed / budget, 3),
             "curves": {"random_fifo": reference, "tpe_asha": tuned}}
 
@@ -86,10 +89,11 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     """Best-so-far accuracy against trial-epochs, both searches, every seed."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for result in results:
-        for key, style in (("random_fifo", "--"), ("tpe_asha", "-")):
+        for key, style, seed in (("random_fifo", "--", result["reference_seed"]),
+                                 ("tpe_asha", "-", result["seed"])):
             curve = result["curves"][key]
             axes.step(range(1, len(curve) + 1), curve, style, where="post",
-                      label=f"{key.replace('_', ' + ').upper()} seed {result['seed']}")
+                      label=f"{key.replace('_', ' + ').upper()} seed {seed}")
     axes.set_xlabel("trial-epochs (epochs reported by all trials so far)")
     axes.set_ylabel("best eval accuracy so far")
     axes.set_title("ants/bees, EfficientNet-Lite0: TPE + ASHA vs random search")
@@ -112,15 +116,17 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace,
         f"| {r['seed']} | {r['reference_best']:.4f} | {r['reference_epochs']} "
         f"({r['reference_epochs_to_own_best']} to its best) | {r['tpe_asha_best']:.4f} | "
         f"{r['tpe_asha_epochs']} | {r['tpe_asha_epochs_to_reference_best'] or 'not reached'} | "
-        f"{r['ratio'] if r['ratio'] is not None else '—'} |" for r in results)
+        f"{r['ratio'] if r['ratio'] is not None else '—'} | {r['tpe_asha_epochs_to_own_best']} "
+        f"/ {r['reference_epochs_to_tpe_asha_best'] or 'not reached'} |" for r in results)
     plot(results, RESULTS / "search_efficiency.png")
     figure = None if median is None or median == float("inf") else round(median, 3)
     body = f"""
 ## Result
 
 | seed | random best | random trial-epochs | TPE+ASHA best | TPE+ASHA trial-epochs | \
-TPE+ASHA epochs to random's best | ratio (÷ {budget_epochs}) |
-|---|---|---|---|---|---|---|
+TPE+ASHA epochs to random's best | ratio (÷ {budget_epochs}) | epochs to TPE+ASHA's best: \
+TPE+ASHA / random |
+|---|---|---|---|---|---|---|---|
 {rows}
 
 **efficiency.trial_epochs_vs_random = {figure if figure is not None else 'not reached'}**
