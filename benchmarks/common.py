@@ -270,7 +270,6 @@ def search(task_name: str, name: str, settings: Mapping[str, Any], *,
     return config, outcome.trials
 
 
-
 def epoch_events(experiment_dir: Path, metric_key: str) -> list[tuple[float, str, float]]:
     """Every epoch any trial reported, in the order they finished: (time, trial, score)."""
     events = []

@@ -34,7 +34,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune.search.optuna import OptunaSearch
 
 from tests.cluster import LocalRayCluster, RayNode
-from tests.test_search import assert_complete_tracking, runs_of, search_config
+from tests.test_search import assert_complete_tracking, is_lost, runs_of, search_config
 from tests.test_tracking_server import MlflowServer
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def assert_every_epoch_once(uri: str, experiment: str, epochs: int) -> None:
     (but the run of a trial lost with a killed driver, which never reported)."""
     client = MlflowClient(uri)
     for child in runs_of(uri, experiment)[1]:
-        if child.data.tags.get("autoft.error", "").startswith("lost:"):
+        if is_lost(child):
             continue
         for key in EPOCH_METRICS:
             steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from autoft.cli import main as cli_main
 from autoft.demo import digits_search_config
+from autoft.tracking.callback import LOST_ERROR
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +59,11 @@ def runs_of(tracking_uri: str, experiment: str) -> tuple[list, list]:
     return parents, children
 
 
+def is_lost(run: Run) -> bool:
+    """Whether ``run`` belongs to a trial lost with a killed driver (marked by the callback)."""
+    return run.data.tags.get("autoft.error") == LOST_ERROR
+
+
 def assert_complete_tracking(tracking_uri: str, experiment: str, num_trials: int) -> None:
     """1 parent; one child per trial, nested, with params and a metric per reported epoch.
 
@@ -66,8 +73,7 @@ def assert_complete_tracking(tracking_uri: str, experiment: str, num_trials: int
     client = MlflowClient(tracking_uri)
     parents, children = runs_of(tracking_uri, experiment)
     assert len(parents) == 1
-    lost = {c.info.run_id for c in children
-            if c.data.tags.get("autoft.error", "").startswith("lost:")}
+    lost = {c.info.run_id for c in children if is_lost(c)}
     for child in children:
         if child.info.run_id in lost:
             assert child.info.status == "FAILED" and child.data.tags["autoft.status"] == "failed"
