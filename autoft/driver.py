@@ -63,8 +63,8 @@ def ray_session(address: str | None) -> Iterator[None]:
 
     ``address="local"`` matters: a plain ``ray.init()`` joins whatever cluster an earlier
     ``ray start`` left in Ray's temp dir, even a dead one. The embedded Ray runs trials at the
-    command's own priority: with Ray's default (nice 15) Ray's daemons and the driver preempt a
-    trial that uses every core.
+    command's own priority, not Ray's default nice 15 below the driver and Ray's daemons (on 2
+    cores the measured difference was within noise: benchmarks/results/README.md).
     """
     # Epoch checkpoints of short trials snapshot the experiment often; that is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
