@@ -2,25 +2,22 @@
 
 The search driver must not wait on MLflow: one call to a tracking server that is down blocks for
 minutes inside the client's own retries. :class:`MlflowWriter` takes each operation (create a run,
-log params / metrics / tags, terminate a run, upload artifacts), appends it to a local spool file
-and returns; one background thread applies the operations in order through
-:class:`mlflow.tracking.MlflowClient`.
+log params / metrics / tags, terminate a run, upload artifacts), commits it to a local
+:class:`~autoft.tracking.spool.Spool` (SQLite, in ``<state_dir>/tracking/``) and returns; one
+background thread applies the operations in order through :class:`mlflow.tracking.MlflowClient`
+and marks each one applied.
 
-Durability and bounded memory come from the spool, an append-only JSON-lines log in
-``<state_dir>/tracking/``: every operation is written there first, only the next ``max_queue``
-ones are held in memory, and a small state file records how far the log has been applied and
-which MLflow run each logical key (``"parent"``, a trial id) maps to. While the store fails the
-writer warns once, retries with back-off and lets the log grow; when the store answers again it
-replays the log in order. A writer started over the same folder (``autoft resume`` after a crash)
-replays what the previous process could not send. Replays are idempotent: a run is looked up by
-its creation tags before it is created, metrics keep the timestamp they were logged with (MLflow
-ignores an identical metric row), params and tags are re-set to the same values.
+Memory stays bounded: the thread reads at most ``max_queue`` operations from the spool at a
+time. While the store fails the writer warns once, retries with back-off and lets the spool grow;
+when the store answers again it says so and goes on in order. A writer started over the same
+folder (``autoft resume`` after a crash) sends what the previous process could not. Replays are
+idempotent: a run is looked up by its creation tags before it is created, metrics keep the
+timestamp they were logged with (MLflow ignores an identical metric row), params and tags are
+re-set to the same values.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import threading
@@ -28,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -41,6 +38,8 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+from autoft.tracking.spool import Spool
+
 log = logging.getLogger(__name__)
 
 # A tracking server that is down must fail a call at once, not after minutes of the client's own
@@ -50,8 +49,7 @@ CLIENT_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQU
                        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
-SPOOL_FILE = "spool.jsonl"
-STATE_FILE = "state.json"
+SPOOL_FILE = "spool.sqlite3"
 
 
 class WriterClosedError(RuntimeError):
@@ -63,7 +61,7 @@ class _Rejected(Exception):
 
 
 def tracking_dir(state_dir: str | os.PathLike[str]) -> Path:
-    """Where a writer over ``state_dir`` keeps its spool and state files."""
+    """Where a writer over ``state_dir`` keeps its spool."""
     return Path(state_dir) / "tracking"
 
 
@@ -113,15 +111,16 @@ class MlflowWriter:
 
     Runs are named by logical keys chosen by the caller (``"parent"``, a trial id); the MLflow
     run id behind a key is known once its creation has been applied (:meth:`run_id`). Every
-    method except :meth:`run_id`, :meth:`flush` and :meth:`close` only appends to the spool and
+    method except :meth:`run_id`, :meth:`flush` and :meth:`close` only commits to the spool and
     returns at once, whether or not the store answers.
 
     Args:
         tracking_uri: the MLflow tracking URI (``sqlite:///...``, ``http://host:5000``).
         experiment_name: the experiment every run goes into; created when missing.
         state_dir: the folder that owns this tracking (the search's experiment folder); the
-            spool and state live in ``state_dir/tracking``. One writer per folder at a time.
-        max_queue: operations held in memory; the others wait in the spool file.
+            spool lives in ``state_dir/tracking``. One writer per folder at a time: a second
+            one raises :class:`RuntimeError` while the first is open.
+        max_queue: operations read from the spool into memory at a time.
         retry_initial_s: first back-off after a failed call; doubles up to ``retry_max_s``.
         retry_max_s: longest back-off, i.e. how late a recovered store is noticed.
         artifact_location: artifact root of the experiment if this writer creates it (default:
@@ -140,36 +139,22 @@ class MlflowWriter:
         self.experiment_name = experiment_name
         self.folder = tracking_dir(state_dir)
         self.spool_path = self.folder / SPOOL_FILE
-        self._state_path = self.folder / STATE_FILE
         self._max_queue = max_queue
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._artifact_location = artifact_location or default_artifact_location(tracking_uri)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._spool = Spool(self.spool_path)  # raises SpoolInUseError, a RuntimeError
+        if left := self._spool.unsent():
+            log.info("MLflow tracking: %d operation(s) left in %s by an earlier run will be sent"
+                     " to %s", left, self.spool_path, tracking_uri)
+        # Owned by the background thread:
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
         self._in_outage = False
-
+        # Signals new operations, applied operations and close(); guards _stop_at.
         self._cond = threading.Condition()
-        self._memory: deque[tuple[dict[str, Any], int]] = deque()  # (operation, end offset)
-        self._runs: dict[str, str] = {}  # key -> MLflow run id, once created
-        self._applied_steps: dict[str, int] = {}  # key -> last metric step applied
-        self._known: set[str] = set()  # keys whose creation was enqueued
-        self._steps: dict[str, int] = {}  # key -> last metric step enqueued
-        self._applied = 0  # spool offset after the last applied operation
-        self._cached = 0  # spool offset up to which operations are in memory
-        self._end = 0  # spool size
-        self._pending = 0  # operations enqueued and not applied yet
-        self._stop_at: float | None = None  # close() deadline (monotonic)
-        self._closed = False
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._spool: BinaryIO = open(self.spool_path, "ab")  # noqa: SIM115 -- lives with self
-        try:
-            fcntl.flock(self._spool.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._spool.close()
-            raise RuntimeError(f"{self.folder} is in use by another MLflow writer") from None
-        self._recover()
+        self._stop_at: float | None = None  # close() deadline (monotonic); set: closed
         self._thread = threading.Thread(target=self._work, name="autoft-mlflow-writer",
                                         daemon=True)
         self._thread.start()
@@ -201,9 +186,9 @@ class MlflowWriter:
     def log_metrics(self, key: str, metrics: Mapping[str, float], step: int) -> None:
         """Log metrics at ``step``, timestamped now."""
         now = _now_ms()
-        rows = [[name, float(value), int(step), now] for name, value in metrics.items()]
+        rows = [[name, float(value), now] for name, value in metrics.items()]
         if rows:
-            self._enqueue({"op": "log_batch", "key": key, "metrics": rows})
+            self._enqueue({"op": "log_batch", "key": key, "step": int(step), "metrics": rows})
 
     def set_tags(self, key: str, tags: Mapping[str, Any]) -> None:
         """Set tags, stringified and cut to MLflow's length limit."""
@@ -232,178 +217,85 @@ class MlflowWriter:
             self._enqueue({"op": "artifacts", "key": key, "paths": files,
                            "artifact_path": artifact_path})
 
-    # What the caller may ask.
+    # What the caller may ask (also after close).
 
     def has_run(self, key: str) -> bool:
         """Whether the run ``key`` exists or its creation is enqueued (in any process)."""
-        with self._cond:
-            return key in self._known
+        return self._spool.has_run(key)
 
     def keys(self) -> set[str]:
         """Every run key created or enqueued so far (in any process)."""
-        with self._cond:
-            return set(self._known)
+        return self._spool.keys()
 
     def last_step(self, key: str) -> int | None:
         """The largest metric step enqueued for ``key`` so far (in any process), or None."""
-        with self._cond:
-            return self._steps.get(key)
+        return self._spool.last_step(key)
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (a closed writer takes no more operations)."""
         with self._cond:
-            return self._closed
+            return self._stop_at is not None
+
+    def unsent(self) -> int:
+        """Operations not applied yet; after :meth:`close`, those left for the next writer."""
+        return self._spool.unsent()
 
     @property
     def pending(self) -> int:
-        """Operations not applied yet (in memory and in the spool)."""
-        with self._cond:
-            return self._pending
+        """The same as :meth:`unsent`."""
+        return self.unsent()
 
     def run_id(self, key: str, timeout: float = 30.0) -> str | None:
         """The MLflow run id of ``key``, waiting up to ``timeout`` s for its creation."""
         with self._cond:
-            self._cond.wait_for(lambda: key in self._runs, timeout)
-            return self._runs.get(key)
+            self._cond.wait_for(lambda: self._spool.run_id(key) is not None, timeout)
+        return self._spool.run_id(key)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait up to ``timeout`` s until every enqueued operation is applied; True if so."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+            return self._cond.wait_for(lambda: self._spool.unsent() == 0, timeout)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Drain for up to ``timeout`` s, then stop; True if nothing was left unsent.
 
         What could not be sent stays in the spool (a warning says where) and is replayed by the
-        next writer over the same folder.
+        next writer over the same folder, which may open as soon as this returns.
         """
         with self._cond:
-            if self._closed:
-                return self._pending == 0
-            self._closed = True
+            if self._stop_at is not None:
+                return self.unsent() == 0
             self._stop_at = time.monotonic() + timeout
             self._cond.notify_all()
         http_timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", 10))
         self._thread.join(timeout + http_timeout + 5)
-        with self._cond:
-            left = self._pending
-        if left:
+        if left := self.unsent():
             log.warning("MLflow tracking: %d operation(s) not sent to %s are kept in %s; they are"
                         " replayed when tracking of %s starts again", left, self.tracking_uri,
                         self.spool_path, self.folder.parent)
         if not self._thread.is_alive():
-            self._spool.close()  # releases the folder lock
+            self._spool.close()  # releases the folder to the next writer
         return left == 0
-
-    # The queue.
-
-    def _enqueue(self, op: dict[str, Any]) -> None:
-        line = (json.dumps(op, separators=(",", ":")) + "\n").encode()
-        with self._cond:
-            if self._closed:
-                raise WriterClosedError(f"MLflow writer for {self.folder} is closed")
-            self._spool.write(line)
-            self._spool.flush()
-            start, self._end = self._end, self._end + len(line)
-            self._pending += 1
-            self._note_enqueued(op)
-            if self._cached == start and len(self._memory) < self._max_queue:
-                self._memory.append((op, self._end))
-                self._cached = self._end
-            self._cond.notify_all()
-
-    def _note_enqueued(self, op: dict[str, Any]) -> None:
-        if op["op"] == "create_run":
-            self._known.add(op["key"])
-        for _, _, step, _ in op.get("metrics", ()):
-            self._steps[op["key"]] = max(step, self._steps.get(op["key"], step))
-
-    def _recover(self) -> None:
-        """Load the state file and scan the unapplied tail of the spool (a previous process)."""
-        if self._state_path.exists():
-            state = json.loads(self._state_path.read_text(encoding="utf-8"))
-            self._runs = state["runs"]
-            self._applied_steps = state["steps"]
-            self._applied = state["applied_offset"]
-        self._known = set(self._runs)
-        self._steps = dict(self._applied_steps)
-        size = self.spool_path.stat().st_size
-        if self._applied > size:  # the spool was compacted just before a crash
-            self._applied = 0
-        offset = self._applied
-        with open(self.spool_path, "rb") as spool:
-            spool.seek(offset)
-            for line in spool:
-                try:
-                    op = json.loads(line) if line.endswith(b"\n") else None
-                except json.JSONDecodeError:
-                    op = None
-                if op is None:  # a line cut short by a crash: the caller never got past it
-                    log.warning("MLflow tracking: dropping a partial line at the end of %s",
-                                self.spool_path)
-                    self._spool.truncate(offset)
-                    break
-                offset += len(line)
-                self._pending += 1
-                self._note_enqueued(op)
-        self._cached = self._applied
-        self._end = offset
-        if self._pending:
-            log.info("MLflow tracking: %d operation(s) left in %s by an earlier run will be sent"
-                     " to %s", self._pending, self.spool_path, self.tracking_uri)
-
-    def _next_op(self) -> dict[str, Any] | None:
-        """The oldest unapplied operation; None when closing and drained or out of time."""
-        with self._cond:
-            while True:
-                if self._stop_at is not None and (
-                        self._pending == 0 or time.monotonic() >= self._stop_at):
-                    return None
-                if self._memory:
-                    return self._memory[0][0]
-                if self._cached < self._end:
-                    self._load_from_spool()
-                    continue
-                self._cond.wait(None if self._stop_at is None
-                                else self._stop_at - time.monotonic())
-
-    def _load_from_spool(self) -> None:
-        with open(self.spool_path, "rb") as spool:
-            spool.seek(self._cached)
-            while self._cached < self._end and len(self._memory) < self._max_queue:
-                line = spool.readline()
-                self._cached += len(line)
-                self._memory.append((json.loads(line), self._cached))
-
-    def _done(self, op: dict[str, Any]) -> None:
-        """Mark the head operation applied (or dropped); compact the spool once all are."""
-        with self._cond:
-            _, self._applied = self._memory.popleft()
-            self._pending -= 1
-            for _, _, step, _ in op.get("metrics", ()):
-                key = op["key"]
-                self._applied_steps[key] = max(step, self._applied_steps.get(key, step))
-            if self._pending == 0:
-                self._spool.truncate(0)
-                self._applied = self._cached = self._end = 0
-            self._save_state()
-            self._cond.notify_all()
-
-    def _save_state(self) -> None:
-        state = {"runs": self._runs, "steps": self._applied_steps,
-                 "applied_offset": self._applied}
-        temporary = self._state_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(temporary, self._state_path)
 
     # The background thread.
 
+    def _enqueue(self, op: dict[str, Any]) -> None:
+        with self._cond:
+            if self._stop_at is not None:
+                raise WriterClosedError(f"MLflow writer for {self.folder} is closed")
+            self._spool.append(op)
+            self._cond.notify_all()
+
     def _work(self) -> None:
+        """Apply the oldest unsent operation, retrying it while the store is down, until closed
+        and drained (or out of time). A rejected operation is dropped with a warning."""
+        batch: deque[tuple[int, dict[str, Any]]] = deque()
         delay = self._retry_initial_s
-        while (op := self._next_op()) is not None:
+        while (head := self._next(batch)) is not None:
+            seq, op = head
             try:
-                self._apply(op)
+                created = self._apply(op)
             except Exception as exc:  # noqa: BLE001 -- any failure is either retried or reported
                 if _is_transient(exc):
                     self._report_outage(exc)
@@ -412,9 +304,31 @@ class MlflowWriter:
                     continue
                 log.warning("MLflow tracking: %s for %r was rejected and is dropped: %s",
                             op["op"], op["key"], _short(exc))
+                created = None
+                if op["op"] == "create_run":
+                    self._spool.forget(op["key"])
             self._report_recovery()
             delay = self._retry_initial_s
-            self._done(op)
+            batch.popleft()
+            self._spool.mark_applied(seq, created)
+            with self._cond:
+                self._cond.notify_all()
+        self._spool.close()  # closed and done: free the folder, also if close() stopped waiting
+
+    def _next(self, batch: deque[tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]] | None:
+        """The oldest unsent operation, read ``max_queue`` at a time into ``batch``; None when
+        closing and drained or out of time."""
+        with self._cond:
+            while True:
+                if self._stop_at is not None and time.monotonic() >= self._stop_at:
+                    return None
+                if not batch:
+                    batch.extend(self._spool.pending(self._max_queue))
+                if batch:
+                    return batch[0]
+                if self._stop_at is not None:
+                    return None
+                self._cond.wait()
 
     def _report_outage(self, exc: BaseException) -> None:
         if not self._in_outage:
@@ -427,7 +341,7 @@ class MlflowWriter:
         if self._in_outage:
             self._in_outage = False
             log.warning("MLflow tracking store %s answers again; sending %d waiting operation(s)",
-                        self.tracking_uri, self.pending)
+                        self.tracking_uri, self.unsent())
 
     def _back_off(self, delay: float) -> None:
         """Sleep ``delay`` s, cut short by the close deadline (not by new operations)."""
@@ -440,15 +354,20 @@ class MlflowWriter:
                     return
                 self._cond.wait(left)
 
-    def _apply(self, op: dict[str, Any]) -> None:
+    # Applying one operation.
+
+    def _apply(self, op: dict[str, Any]) -> tuple[str, str] | None:
+        """Send ``op`` to the store; for a creation, return ``(key, run_id)``."""
         if self._client is None:
             self._client = MlflowClient(self.tracking_uri)
         if self._experiment_id is None:
-            self._experiment_id = self._ensure_experiment()
+            found = self._client.get_experiment_by_name(self.experiment_name)
+            self._experiment_id = found.experiment_id if found is not None else (
+                self._client.create_experiment(self.experiment_name, self._artifact_location))
         kind = op["op"]
         if kind == "create_run":
-            self._apply_create(op)
-        elif kind == "log_batch":
+            return op["key"], self._apply_create(op)
+        if kind == "log_batch":
             self._apply_batch(op)
         elif kind == "terminate":
             self._client.set_terminated(self._run(op["key"]), op["status"], op["time"])
@@ -458,44 +377,34 @@ class MlflowWriter:
             self._apply_delete_tag(op)
         else:
             raise _Rejected(f"unknown operation {kind!r}")
-
-    def _ensure_experiment(self) -> str:
-        assert self._client is not None
-        found = self._client.get_experiment_by_name(self.experiment_name)
-        if found is not None:
-            return found.experiment_id
-        return self._client.create_experiment(self.experiment_name, self._artifact_location)
+        return None
 
     def _run(self, key: str) -> str:
-        with self._cond:
-            if key not in self._runs:
-                raise _Rejected(f"no run was created for {key!r}")
-            return self._runs[key]
+        run_id = self._spool.run_id(key)
+        if run_id is None:
+            raise _Rejected(f"no run was created for {key!r}")
+        return run_id
 
-    def _apply_create(self, op: dict[str, Any]) -> None:
+    def _apply_create(self, op: dict[str, Any]) -> str:
+        """The run of ``op["key"]``: already known, found by its tags, or created now."""
         assert self._client is not None and self._experiment_id is not None
-        with self._cond:
-            if op["key"] in self._runs:
-                return
+        if (known := self._spool.run_id(op["key"])) is not None:
+            return known
         tags = dict(op["tags"])
         if op["parent"] is not None:
             tags[MLFLOW_PARENT_RUN_ID] = self._run(op["parent"])
         found = self._client.search_runs([self._experiment_id], _tag_filter(tags),
                                          max_results=1)
         if found:
-            run_id = found[0].info.run_id
-        else:
-            run_id = self._client.create_run(self._experiment_id, start_time=op["time"],
-                                             tags=tags, run_name=op["run_name"]).info.run_id
-        with self._cond:
-            self._runs[op["key"]] = run_id
-            self._cond.notify_all()
+            return found[0].info.run_id
+        return self._client.create_run(self._experiment_id, start_time=op["time"], tags=tags,
+                                       run_name=op["run_name"]).info.run_id
 
     def _apply_batch(self, op: dict[str, Any]) -> None:
         assert self._client is not None
         run_id = self._run(op["key"])
-        metrics = [Metric(name, value, timestamp, step)
-                   for name, value, step, timestamp in op.get("metrics", ())]
+        metrics = [Metric(name, value, timestamp, op["step"])
+                   for name, value, timestamp in op.get("metrics", ())]
         params = [Param(name, value) for name, value in op.get("params", {}).items()]
         tags = [RunTag(name, value) for name, value in op.get("tags", {}).items()]
         for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
