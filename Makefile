@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check autoft trainables tests benchmarks examples
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest

@@ -11,66 +11,57 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from autoft.config import Config, load_config
-from autoft.errors import InputError
+from autoft import api
+from autoft.compat import paddlehub
+from autoft.core.errors import InputError
+from autoft.tuning.results import trials_frame
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
-    """Apply ``--num-samples``, ``--address`` and ``--tracking-uri`` to a loaded config."""
-    update = {}
-    if getattr(args, "num_samples", None) is not None:
-        if args.num_samples < 1:
-            raise InputError(f"--num-samples: must be at least 1, got {args.num_samples}")
-        update["search"] = config.search.model_copy(update={"num_samples": args.num_samples})
-    if getattr(args, "address", None):
-        update["ray"] = config.ray.model_copy(update={"address": args.address})
-    if getattr(args, "tracking_uri", None):
-        update["tracking"] = config.tracking.model_copy(update={"uri": args.tracking_uri})
-    return config.model_copy(update=update)
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--num-samples``, ``--address`` and ``--tracking-uri`` as :func:`autoft.api.as_config`
+    takes them."""
+    return {"num_samples": getattr(args, "num_samples", None),
+            "address": getattr(args, "address", None),
+            "tracking_uri": getattr(args, "tracking_uri", None)}
+
+
+def _print_validation(name: str, checked: api.Validation) -> None:
+    config = checked.config
+    print(f"{name}: OK")
+    if checked.space is None:
+        print(f"train config: `autoft train` runs one {config.trainable} fine-tune of "
+              f"{config.model or config.trainable}, metric {config.metric_key}")
+    else:
+        print(f"search {config.name!r}: trainable {config.trainable}, metric {config.metric_key}")
+        print(checked.strategy)
+        print(checked.space.describe())
+    if config.fixed:
+        print("fixed: " + ", ".join(f"{k}={v}" for k, v in config.fixed.items()))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from autoft.driver import load_search_space
-    from autoft.search_algorithms import describe_strategy
-
-    config = _with_overrides(load_config(args.config), args)
-    space = load_search_space(config)
-    print(f"{args.config}: OK")
-    print(f"search {config.name!r}: trainable {config.trainable}, metric {config.metric_key}")
-    print(describe_strategy(config))
-    print(space.describe())
-    if config.fixed:
-        print("fixed: " + ", ".join(f"{k}={v}" for k, v in config.fixed.items()))
+    _print_validation(args.config, api.validate(args.config, **_overrides(args)))
     return EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from autoft.driver import run_search
-
-    config = _with_overrides(load_config(args.config), args)
     if args.dry_run:
-        from trainables import load_trainable
-
-        cmd_validate(args)
-        load_trainable(config.trainable).prepare(config)
+        _print_validation(args.config, api.validate(args.config, prepare_data=True,
+                                                    **_overrides(args)))
         print("dry run: data prepared, nothing started")
         return EXIT_OK
-    return _summarise(run_search(config))
+    return _summarise(api.search(args.config, **_overrides(args)))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from autoft.driver import run_search
-    from autoft.export import experiment_config
-
-    return _summarise(run_search(experiment_config(Path(args.experiment_dir)), resume=True))
+    return _summarise(api.resume(args.experiment_dir))
 
 
-def _summarise(outcome) -> int:
-    from autoft.results import trials_frame
-
+def _summarise(outcome: api.SearchResult) -> int:
     frame = trials_frame(outcome.trials, "score")
     print()
     print(frame.drop(columns=["error"]).to_string(index=False, max_colwidth=24))
@@ -92,19 +83,13 @@ def _summarise(outcome) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from autoft.export import export_best
-
-    path = export_best(Path(args.experiment_dir), args.format,
-                       Path(args.output) if args.output else None)
-    print(path)
+    print(api.export(args.experiment_dir, args.format, args.output))
     return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from autoft.train import train
-
-    config = _with_overrides(load_config(args.config), args)
-    result = train(config)
+    config = api.as_config(args.config, **_overrides(args))
+    result = api.train(config)
     print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
     print(f"model: {result.model_dir}\nMLflow run: {result.run_id} ({config.tracking_uri})")
     return EXIT_OK
@@ -124,9 +109,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_paddlehub(args: argparse.Namespace) -> int:
-    from autoft.paddlehub import main as paddlehub_main
-
-    return paddlehub_main(args.rest)
+    return paddlehub.main(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:

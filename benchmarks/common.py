@@ -34,8 +34,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402  (after HF_HUB_OFFLINE)
 
-from autoft.config import Config, config_from_mapping, read_yaml  # noqa: E402
-from trainables import load_trainable  # noqa: E402
+from autoft.core.config import Config, config_from_mapping, read_yaml  # noqa: E402
+from trainables import TrialContext, load_trainable  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where results go; ``AUTOFT_BENCHMARK_RESULTS`` moves them (the smoke test writes elsewhere).
@@ -103,6 +103,8 @@ def subset(samples: int | None) -> dict[str, int] | None:
 
 class MemoryReporter:
     """A trainables Reporter that keeps every epoch's metrics in memory (no checkpoints)."""
+
+    trial = TrialContext(index=0, seed=0)
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
@@ -252,11 +254,11 @@ def search(task_name: str, name: str, settings: Mapping[str, Any], *,
     finished one of the same ``name`` under ``workdir``, continued if it was interrupted.
 
     Trials take 1 CPU each, 2 at a time (the examples' ``max_concurrent``).
-    Returns the config and its :class:`~autoft.results.TrialRecord` list.
+    Returns the config and its :class:`~autoft.tuning.results.TrialRecord` list.
     """
-    from autoft.driver import run_search
-    from autoft.export import EXPERIMENT_CONFIG
-    from autoft.results import load_trials
+    from autoft.tuning.driver import run_search
+    from autoft.tuning.export import EXPERIMENT_CONFIG
+    from autoft.tuning.results import load_trials
 
     config = task_config(TASKS[task_name], data=data, cpu=1, search=settings, fixed=fixed,
                          name=name, workdir=workdir)

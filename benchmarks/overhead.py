@@ -76,10 +76,11 @@ def optuna_loop(config_path: Path) -> None:
     started = time.time()
     import optuna
 
-    from autoft.config import load_config
-    from autoft.driver import load_search_space
-    from autoft.search_algorithms import make_sampler
-    from autoft.trial import trial_hparams
+    from autoft.core.config import load_config
+    from autoft.tuning.algorithms import make_sampler
+    from autoft.tuning.driver import load_search_space
+    from autoft.tuning.space_adapters import suggest
+    from autoft.tuning.trial import trial_context, trial_hparams
     from trainables import load_trainable
 
     config = load_config(config_path)
@@ -90,7 +91,8 @@ def optuna_loop(config_path: Path) -> None:
     fits: list[dict[str, Any]] = []
 
     def objective(trial: optuna.Trial) -> float:
-        hparams = trial_hparams(config, space.suggest(trial), trial.number)
+        sampled = suggest(space, trial)
+        hparams = trial_hparams(config, sampled, trial_context(config, trial.number, sampled))
         start = time.time()
         final = trainable.fit(config, prepared, hparams, MemoryReporter())
         fits.append({"hparams": hparams, "start": start, "seconds": time.time() - start})

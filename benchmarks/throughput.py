@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from autoft.config import Config, config_from_mapping
+from autoft.core.config import Config, config_from_mapping
 from benchmarks.common import SHARED_DATA, machine, update_summary, write_report
 from trainables import image, loop, tables, text
 from trainables.hparams import parse_hparams

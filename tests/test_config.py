@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autoft.config import load_config, resolve_package_path
-from autoft.errors import InputError
+from autoft.core.config import load_config, resolve_package_path
+from autoft.core.errors import InputError
+from trainables.registry import check_config
 
 
 def write(folder: Path, mapping: dict | str, name: str = "search.yaml") -> Path:
@@ -64,13 +65,17 @@ def test_exported_mapping_reads_back_unchanged(data_files: Path) -> None:
     ({"data": {"train": "missing.tsv"}}, "data.train: .*missing.tsv does not exist"),
     ({"data": {"train": "train.tsv", "max_train_samples": "many"}}, "data.max_train_samples"),
     ({"space": "nowhere.yaml"}, "space: .*nowhere.yaml does not exist"),
-    ({"trainable": "magic"}, "trainable: Value error"),
+    ({"trainable": "magic"}, "trainable 'magic': expected text, image, script or"),
     ({"resources": {"cpu": 0}}, "resources.cpu"),
     ({"model": None}, "model: required"),
+    ({"fixed": {"num_epochs": "three"}}, "fixed: num_epochs: Input should be a valid integer"),
+    ({"fixed": {"batch_size": 0}}, "fixed: batch_size: Input should be greater than"),
+    ({"fixed": {"dropout": 0.1}}, "unknown hyperparameter.*dropout"),
 ])
 def test_bad_configs_name_the_key(data_files: Path, change: dict, message: str) -> None:
+    """The config's own checks, then its trainable's (the registry's): each names the key."""
     with pytest.raises(InputError, match=message):
-        load_config(write(data_files, {**base(), **change}))
+        check_config(load_config(write(data_files, {**base(), **change})))
 
 
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:

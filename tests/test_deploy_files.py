@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autoft.config import Config
+from autoft.core.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -417,7 +417,7 @@ def test_in_cluster_mlflow_serves_the_tracking_uri_of_the_rayjob() -> None:
 
 @pytest.mark.parametrize("name", ["docker/configs/search.yaml", "ConfigMap search.yaml"])
 def test_example_cluster_configs_are_valid_autoft_configs(name: str) -> None:
-    from autoft.driver import load_search_space
+    from autoft.tuning.driver import load_search_space
 
     raw = _example_configs()[name]
     config = Config.model_validate(raw)

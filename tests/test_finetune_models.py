@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from autoft.config import resolve_package_path
+from autoft.core.config import resolve_package_path
 from autoft.finetune import (
     GradualUnfreezer,
     build_param_groups,

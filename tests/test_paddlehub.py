@@ -21,8 +21,7 @@ import torch
 import yaml
 
 from autoft import cli
-from autoft.errors import InputError
-from autoft.paddlehub import (
+from autoft.compat.paddlehub import (
     Run,
     best_run,
     log_file_text,
@@ -31,6 +30,7 @@ from autoft.paddlehub import (
     visible_gpus,
     write_visualization,
 )
+from autoft.core.errors import InputError
 
 FINETUNEE = textwrap.dedent("""
     import argparse, json, os, sys

@@ -7,7 +7,7 @@ import os
 import pytest
 import ray
 
-from autoft.driver import ray_session
+from autoft.tuning.driver import ray_session
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from autoft.config import Config, config_from_mapping
-from autoft.errors import InputError
-from trainables import load_trainable
+from autoft.core.config import Config, config_from_mapping
+from autoft.core.errors import InputError
+from trainables import TrialContext, load_trainable
 from trainables.api import TrialFailed
 from trainables.script import (
     best_earlier_model,
@@ -50,6 +50,8 @@ SCRIPT = textwrap.dedent("""
 
 class ListReporter:
     """A reporter that keeps what it is told (the trainable's only way out)."""
+
+    trial = TrialContext(index=0, seed=0)
 
     def __init__(self) -> None:
         self.reports: list[dict[str, float]] = []

@@ -7,6 +7,7 @@ OptunaSearch + ASHA -> trials on Ray workers -> MLflow -> export -> train.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+import autoft
 from autoft.cli import main as cli_main
 from autoft.demo import digits_search_config
 from autoft.tracking.callback import LOST_ERROR
@@ -80,6 +82,8 @@ def assert_complete_tracking(tracking_uri: str, experiment: str, num_trials: int
     children = [c for c in children if c.info.run_id not in lost]
     trial_ids = [c.data.tags["autoft.trial_id"] for c in children]
     assert len(children) == num_trials and len(set(trial_ids)) == num_trials
+    seeds = {int(c.data.params["seed"]) for c in children}
+    assert seeds == set(range(num_trials)), "search seed 0 + the index the driver gave"
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert child.data.tags["autoft.status"] in ("completed", "pruned")
@@ -114,7 +118,10 @@ def test_search_export_train(tmp_path: Path, digits_folder: Path,
     exported = tmp_path / "best.yaml"
     assert cli_main(["export", str(experiment_dir), "-o", str(exported)]) == 0
     best = yaml.safe_load(exported.read_text())
-    assert best["space"] is None and "seed" in best["fixed"]
+    assert best["space"] is None and best["fixed"]["seed"] in range(4)
+    as_json = autoft.export(experiment_dir, "json", tmp_path / "best.json")
+    assert json.loads(as_json.read_text())["fixed"] == best["fixed"]
+    assert autoft.validate(exported).space is None  # a train config: what `train` would run
     assert best["fixed"]["learning_rate"] == pytest.approx(
         float(yaml.safe_load((experiment_dir / "best_config.yaml").read_text())
               ["fixed"]["learning_rate"]))
@@ -124,7 +131,7 @@ def test_search_export_train(tmp_path: Path, digits_folder: Path,
     assert any(r.data.tags.get("autoft.role") == "train" for r in runs)
 
 
-def autoft(*args: str, **kwargs: object) -> subprocess.Popen:
+def autoft_process(*args: str, **kwargs: object) -> subprocess.Popen:
     """``autoft ARGS`` as a child process of this test."""
     return subprocess.Popen([sys.executable, "-m", "autoft.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -153,7 +160,7 @@ def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> Non
                                 search={"algorithm": "tpe", "scheduler": "fifo",
                                         "num_samples": 4, "max_concurrent": 1, "seed": 0})
     uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
-    driver = autoft("search", str(config_path))
+    driver = autoft_process("search", str(config_path))
     try:
         wait_for(lambda: completed_children(uri, "killed") >= 1, 300, "a completed trial")
     finally:
@@ -161,7 +168,7 @@ def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> Non
         driver.wait()
     assert completed_children(uri, "killed") < 4
 
-    resumed = autoft("resume", str(tmp_path / "results" / "killed"))
+    resumed = autoft_process("resume", str(tmp_path / "results" / "killed"))
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
     assert_complete_tracking(uri, "killed", 4)
@@ -176,7 +183,7 @@ def test_bad_configs_exit_2_with_one_line(tmp_path: Path, config: str, message: 
     path = tmp_path / "bad.yaml"
     path.write_text(config)
     for command in ("validate", "search"):
-        process = autoft(command, str(path))
+        process = autoft_process(command, str(path))
         output, _ = process.communicate(timeout=120)
         assert process.returncode == 2, output
         lines = [line for line in output.splitlines() if line.strip()]

@@ -8,16 +8,17 @@ import optuna
 import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
-from autoft.config import config_from_mapping
-from autoft.errors import InputError
-from autoft.search_algorithms import (
+from autoft.core.config import config_from_mapping
+from autoft.core.errors import InputError
+from autoft.core.space import load_space
+from autoft.tuning.algorithms import (
     describe_strategy,
     make_sampler,
     make_scheduler,
     pbt_population,
     tpe_startup_trials,
 )
-from autoft.space import load_space
+from autoft.tuning.space_adapters import suggest
 
 SPACE = load_space({
     "lr_schedule": {"type": "categorical", "choices": ["constant", "stlr"]},
@@ -32,7 +33,7 @@ def test_every_sampler_searches_the_space(algorithm: str) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=make_sampler(algorithm, 0, SPACE))
-    study.optimize(lambda trial: float(SPACE.suggest(trial)["dis_blocks"]), n_trials=6)
+    study.optimize(lambda trial: float(suggest(SPACE, trial)["dis_blocks"]), n_trials=6)
     assert len(study.trials) == 6
     for trial in study.trials:
         assert ("cut_frac" in trial.params) == (trial.params["lr_schedule"] == "stlr")
@@ -49,7 +50,7 @@ def test_tpe_models_the_space_after_its_startup_trials() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = make_sampler("tpe", 0, SPACE, num_samples=16)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.optimize(lambda trial: float(SPACE.suggest(trial)["dis_blocks"]), n_trials=16)
+    study.optimize(lambda trial: float(suggest(SPACE, trial)["dis_blocks"]), n_trials=16)
     guided = [t.params["dis_blocks"] for t in study.trials[4:]]
     assert sum(value == 2 for value in guided) > len(guided) / 3  # random: a third of the time
 

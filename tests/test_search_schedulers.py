@@ -12,8 +12,8 @@ import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
-from autoft.config import config_from_mapping
-from autoft.driver import run_search
+from autoft.core.config import config_from_mapping
+from autoft.tuning.driver import run_search
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +51,9 @@ def test_each_algorithm_and_scheduler_runs(tmp_path: Path, algorithm: str,
     assert len(outcome.trials) == 4
     assert all(t.status in ("completed", "pruned") for t in outcome.trials)
     assert outcome.best is not None and outcome.best.score > 0.5
+    # Every trial keeps the index and seed the driver gave it, PBT's exploits included.
+    assert sorted((t.context.index, t.context.seed) for t in outcome.trials) == [
+        (i, i) for i in range(4)]
     client = MlflowClient(config.tracking_uri)
     experiment = client.get_experiment_by_name(config.name)
     runs = client.search_runs([experiment.experiment_id])
@@ -67,3 +70,4 @@ def test_pso_searches_numeric_spaces(tmp_path: Path) -> None:
     }, tmp_path)
     outcome = run_search(config)
     assert len(outcome.trials) == 4 and outcome.best is not None
+    assert sorted(t.name for t in outcome.trials) == [f"trial_{i:04d}" for i in range(4)]

@@ -1,22 +1,23 @@
-"""Search spaces: both file formats, every validation error, and the consumers (Optuna, Ray's
-OptunaSearch, PBT mutations, GridSampler) run for real on the loaded model."""
+"""Search spaces: both file formats, every validation error, and the pure-Python methods (sample,
+check_point, clip, grid, describe) of the loaded model. The consumers (Optuna, Ray's OptunaSearch,
+PBT, Nevergrad, the plots) are tests/test_space_adapters.py."""
 
 from __future__ import annotations
 
 import doctest
-import pickle
 import random
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
-import optuna
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import autoft.space
-from autoft.errors import InputError
-from autoft.space import Param, SearchSpace, load_space
+import autoft.core.space
+from autoft.core.errors import InputError
+from autoft.core.space import CategoricalParam, FloatParam, IntParam, SearchSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [ROOT / "search_spaces" / name for name in ("ulmfit_text.yaml", "ulmfit_image.yaml")]
@@ -45,8 +46,6 @@ param_list:
   greater_than : 10
 """
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
 
 def _expected_names(point: dict) -> set[str]:
     names = set(ULMFIT) - {"cut_frac", "warmup_proportion"}
@@ -58,7 +57,7 @@ def _expected_names(point: dict) -> set[str]:
 
 
 def test_docstring_examples_hold() -> None:
-    result = doctest.testmod(autoft.space)
+    result = doctest.testmod(autoft.core.space)
     assert result.attempted >= 8 and result.failed == 0
 
 
@@ -74,8 +73,8 @@ learning_rate: {type: float, low: 1e-5, high: 2.0e-4, log: true}
     assert space.source == str(path) and space.initial_points == ()
     assert space.names == ["lr_schedule", "cut_frac", "dis_blocks", "learning_rate"]
     cut_frac = space.params[1]
-    assert cut_frac == Param("cut_frac", "float", low=0.0, high=0.3, step=0.05,
-                             when={"lr_schedule": ("stlr",)})
+    assert cut_frac == FloatParam(name="cut_frac", low=0.0, high=0.3, step=0.05,
+                                  when={"lr_schedule": ("stlr",)})
     assert space.params[2].values() == [0, 2, 4]
     # YAML 1.1 reads 1e-5 (no dot) as text; the bound is still a number.
     assert space.params[3].low == 1e-5 and space.params[3].log is True
@@ -101,8 +100,8 @@ def test_paddlehub_file_gives_bounds_and_first_point(tmp_path: Path) -> None:
     path = tmp_path / "hparam.yaml"
     path.write_text(PADDLEHUB)
     space = load_space(path)
-    assert space.params == (Param("learning_rate", "float", low=5e-6, high=0.05),
-                            Param("batch_size", "int", low=10, high=20))
+    assert space.params == (FloatParam(name="learning_rate", low=5e-6, high=0.05),
+                            IntParam(name="batch_size", low=10, high=20))
     assert space.initial_points == ({"learning_rate": 0.001, "batch_size": 12},)
     space.check_point(space.initial_points[0], "initial")
     assert "initial point 1: learning_rate=0.001, batch_size=12" in space.describe()
@@ -166,6 +165,10 @@ BAD_AUTOFT = [
      "space: y: when: x can never be 7: 7 is outside [0, 3]"),
     ({1: {"type": "int", "low": 0, "high": 3}}, "space: 1: a parameter name must be non-empty"),
     ({"model/lr": {"type": "int", "low": 0, "high": 3}}, "'/' is not allowed in a parameter name"),
+    ({"": {"type": "int", "low": 0, "high": 3}}, "space: '': a parameter name must be non-empty"),
+    (_entry(name="y"), "space: x: unknown key(s) name for a float parameter"),
+    (_entry(lw=0, zz=1), "space: x: unknown key(s) lw, zz for a float parameter"),
+    (_entry(when={"lr_schedule": [[1]]}), "when: lr_schedule can never be [1]: not a number"),
 ]
 
 
@@ -232,12 +235,12 @@ def test_missing_space_file() -> None:
 
 
 def test_is_active_needs_every_condition() -> None:
-    param = Param("x", "int", low=0, high=3, when={"a": ("u", "v"), "b": (1,)})
+    param = IntParam(name="x", low=0, high=3, when={"a": ("u", "v"), "b": (1,)})
     assert param.is_active({"a": "v", "b": 1})
     assert not param.is_active({"a": "w", "b": 1})
     assert not param.is_active({"a": "u"})
     assert not param.is_active({"a": "u", "b": True})  # true is not the choice 1
-    assert Param("y", "int", low=0, high=3).is_active({})
+    assert IntParam(name="y", low=0, high=3).is_active({})
 
 
 @pytest.mark.parametrize(("point", "message"), [
@@ -322,110 +325,6 @@ def test_sampled_points_always_pass_check_point(space: SearchSpace, seed: int) -
     assert all(param.is_active(point) == (param.name in point) for param in space.params)
 
 
-def test_real_optuna_study_suggests_conditional_params_only_when_active() -> None:
-    space = load_space(ULMFIT)
-    returned: list[dict] = []
-
-    def objective(trial: optuna.Trial) -> float:
-        point = space.suggest(trial)
-        returned.append(point)
-        return point["learning_rate"] * point.get("cut_frac", 0.5)
-
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
-    study.optimize(objective, n_trials=25)
-    assert len(study.trials) == 25
-    for trial, point in zip(study.trials, returned, strict=True):
-        assert trial.params == point
-        assert set(trial.params) == _expected_names(trial.params)
-        space.check_point(trial.params, "trial")
-    assert {point["lr_schedule"] for point in returned} == {"constant", "warmup_linear", "stlr"}
-
-
-def test_ray_optuna_search_accepts_define_by_run_and_survives_checkpoint(tmp_path: Path) -> None:
-    from ray.tune.search.optuna import OptunaSearch
-
-    space = load_space(ULMFIT)
-    first = {"lr_schedule": "stlr", "cut_frac": 0.1, "dis_blocks": 3, "batch_size": 16,
-             "learning_rate": 5e-5}
-    space.check_point(first, "points_to_evaluate[0]")
-    searcher = OptunaSearch(space=space.define_by_run(), metric="eval_mcc", mode="max", seed=0,
-                            points_to_evaluate=[first])
-    suggested = {}
-    for index in range(8):
-        trial_id = f"t{index}"
-        suggested[trial_id] = searcher.suggest(trial_id)
-        searcher.on_trial_complete(trial_id, {"eval_mcc": 0.1 * index})
-    assert suggested["t0"] == first
-    for point in suggested.values():
-        assert set(point) == _expected_names(point)
-        space.check_point(point, "suggested")
-
-    checkpoint = tmp_path / "searcher.pkl"
-    searcher.save(str(checkpoint))
-    restored = OptunaSearch(space=space.define_by_run(), metric="eval_mcc", mode="max")
-    restored.restore(str(checkpoint))
-    point = restored.suggest("t8")
-    space.check_point(point, "restored")
-    assert len(restored._ot_study.trials) == 9
-
-
-def test_paddlehub_init_values_are_the_first_ray_trial() -> None:
-    from ray.tune.search.optuna import OptunaSearch
-
-    space = load_space({"param_list": [
-        {"name": "learning_rate", "init_value": 0.001, "type": "float",
-         "greater_than": 0.00001, "lower_than": 0.01},
-        {"name": "batch_size", "init_value": 16, "type": "int", "greater_than": 8,
-         "lower_than": 64}]})
-    searcher = OptunaSearch(space=space.define_by_run(), metric="score", mode="max",
-                            points_to_evaluate=list(space.initial_points))
-    assert searcher.suggest("t0") == {"learning_rate": 0.001, "batch_size": 16}
-    searcher.on_trial_complete("t0", {"score": 1.0})
-    space.check_point(searcher.suggest("t1"), "second trial")
-
-
-def test_define_by_run_returns_none_and_pickles() -> None:
-    space = load_space(ULMFIT)
-    function = space.define_by_run()
-    trial = optuna.create_study().ask()
-    assert function(trial) is None
-    assert set(trial.params) == _expected_names(trial.params)
-    assert pickle.loads(pickle.dumps(function)).__self__ == space
-
-
-def test_mutations_for_pbt_stay_in_range_after_clip() -> None:
-    from ray.tune.schedulers.pbt import _explore
-    from ray.tune.search import sample
-
-    space = load_space({**ULMFIT, "weight_decay": {"type": "float", "low": 0.0, "high": 0.1,
-                                                   "step": 0.01}})
-    mutations = space.mutations()
-    assert mutations["lr_schedule"] == ["constant", "warmup_linear", "stlr"]
-    assert mutations["batch_size"] == [8, 16, 32]
-    assert mutations["dis_blocks"] == [0, 1, 2, 3, 4, 5]
-    assert isinstance(mutations["learning_rate"], sample.Float)
-    assert isinstance(mutations["learning_rate"].sampler, sample.LogUniform)
-    assert isinstance(mutations["weight_decay"].sampler, sample.Quantized)
-    assert (mutations["learning_rate"].lower, mutations["learning_rate"].upper) == (1e-5, 2e-4)
-    assert list(space.mutations(["learning_rate"])) == ["learning_rate"]
-
-    random.seed(0)
-    # PBT fills in the conditional parameters that a trial's first config lacks
-    config = {**space.sample(random.Random(0)), "cut_frac": 0.2, "warmup_proportion": 0.0,
-              "num_epochs": 3}
-    for _ in range(300):
-        config, _ = _explore(config, mutations, 0.25, (0.8, 1.2), space.clip)
-        assert config["num_epochs"] == 3
-        for param in space.params:
-            assert param.problem(config[param.name]) is None, (param.name, config[param.name])
-
-
-def test_mutations_reject_unknown_names() -> None:
-    with pytest.raises(InputError, match=r"^space: cannot mutate lr: not a parameter"):
-        load_space(ULMFIT).mutations(["lr", "batch_size"])
-
-
 def test_clip_pulls_values_into_range_and_onto_grid() -> None:
     space = load_space({"x": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1},
                         "n": {"type": "int", "low": 1, "high": 64, "log": True},
@@ -433,25 +332,6 @@ def test_clip_pulls_values_into_range_and_onto_grid() -> None:
     assert space.clip({"x": 0.36, "n": 80.4, "c": "a", "other": 7}) == {
         "x": 0.3, "n": 64, "c": "a", "other": 7}
     assert space.clip({"x": 0.13, "n": 3.6}) == {"x": 0.1, "n": 4}
-
-
-def test_grid_runs_every_combination_with_optuna_grid_sampler() -> None:
-    space = load_space({
-        "lr_schedule": {"type": "categorical", "choices": ["constant", "stlr"]},
-        "cut_frac": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.1,
-                     "when": {"lr_schedule": "stlr"}},
-        "dis_blocks": {"type": "int", "low": 0, "high": 4, "step": 2},
-    })
-    grid = space.grid()
-    assert grid == {"lr_schedule": ["constant", "stlr"], "cut_frac": [0.0, 0.1, 0.2],
-                    "dis_blocks": [0, 2, 4]}
-    study = optuna.create_study(sampler=optuna.samplers.GridSampler(grid, seed=0))
-    study.optimize(lambda trial: float(space.suggest(trial)["dis_blocks"]))
-    assert len(study.trials) == 2 * 3 * 3
-    seen = {tuple(sorted(trial.params.items())) for trial in study.trials}
-    assert len({point for point in seen if dict(point)["lr_schedule"] == "stlr"}) == 9
-    for trial in study.trials:
-        space.check_point(trial.params, "grid trial")
 
 
 def test_grid_needs_a_step_on_every_float() -> None:
@@ -472,3 +352,30 @@ def test_describe_lists_every_parameter() -> None:
     two = load_space({**ULMFIT, "x": {"type": "int", "low": 0, "high": 2, "when": {
         "lr_schedule": ["stlr", "constant"], "batch_size": 8}}}).describe()
     assert two.splitlines()[-1].endswith("lr_schedule in {stlr, constant} and batch_size = 8")
+
+
+def test_models_validate_when_built_in_code_too() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="low \\(1\\) must be below high \\(0\\)"):
+        FloatParam(name="x", low=1.0, high=0.0)
+    with pytest.raises(ValidationError, match="choice 16 is listed twice"):
+        CategoricalParam(name="b", choices=(16, 16))
+    schedule = CategoricalParam(name="s", choices=("constant", "stlr"))
+    cut = FloatParam(name="cut", low=0.0, high=0.2, when={"s": ("stlr",)})
+    assert SearchSpace(params=(schedule, cut)).names == ["s", "cut"]
+    with pytest.raises(ValidationError, match="cut: when names s, which is defined below it"):
+        SearchSpace(params=(cut, schedule))
+    with pytest.raises(ValidationError, match="parameter 's' is defined twice"):
+        SearchSpace(params=(schedule, schedule))
+    with pytest.raises(ValidationError, match="initial point 1: cut: 0.5 is outside"):
+        SearchSpace(params=(schedule, cut), initial_points=({"s": "stlr", "cut": 0.5},))
+
+
+def test_core_imports_none_of_the_search_stack() -> None:
+    code = ("import sys, autoft.core.space; "
+            "print(sorted(m for m in ('optuna', 'ray', 'nevergrad', 'torch', 'mlflow') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"

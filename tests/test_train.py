@@ -8,9 +8,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from autoft.config import config_from_mapping
-from autoft.errors import InputError
-from autoft.train import train
+from autoft.core.config import config_from_mapping
+from autoft.core.errors import InputError
+from autoft.tuning.train import train
 from trainables import image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from autoft.errors import InputError
+from autoft.core.errors import InputError
 from trainables.hparams import KNOWN_HPARAMS, HParams, check_hparam_names, parse_hparams
 
 
@@ -45,5 +45,5 @@ def test_unknown_name_is_an_input_error_listing_it():
     ("cut_frac", 1.5), ("ratio", 0.5), ("dis_blocks", -1), ("factor", 0), ("max_length", 1),
     ("weight_decay", -0.1), ("batch_size", 2.5)])
 def test_out_of_range_is_an_input_error_naming_the_parameter(name, value):
-    with pytest.raises(InputError, match=f"hyperparameter {name}:"):
+    with pytest.raises(InputError, match=f"hyperparameters: {name}:"):
         parse_hparams({name: value}, "text")

@@ -9,8 +9,8 @@ import timm
 import torch
 from PIL import Image
 
-from autoft.config import config_from_mapping, resolve_package_path
-from autoft.errors import InputError
+from autoft.core.config import config_from_mapping, resolve_package_path
+from autoft.core.errors import InputError
 from trainables import image, images
 from trainables.weights import load_pretrained
 

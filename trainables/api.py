@@ -17,13 +17,50 @@ checkpoint) and under ``autoft train`` (a reporter that logs to MLflow and the c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from autoft.config import Config
+from autoft.core.config import Config
+
+#: The key of a trial's Ray config that holds its :class:`TrialContext`, beside the sampled
+#: hyperparameters.
+TRIAL_KEY = "autoft_trial"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Who a trial is: its 0-based index in the search and the seed it trains with.
+
+    The driver numbers trials as the searcher proposes them and puts the context into each
+    trial's config under :data:`TRIAL_KEY`; nothing reads it back from a trial's name.
+    """
+
+    index: int
+    seed: int
+
+    def as_config(self) -> dict[str, int]:
+        """The context as it travels in a trial's config."""
+        return {"index": self.index, "seed": self.seed}
+
+
+def split_trial_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], TrialContext | None]:
+    """A trial's Ray config as its sampled hyperparameters and its context (None if it has none).
+
+    >>> split_trial_config({"learning_rate": 0.1, TRIAL_KEY: {"index": 3, "seed": 7}})
+    ({'learning_rate': 0.1}, TrialContext(index=3, seed=7))
+    """
+    sampled = {key: value for key, value in config.items() if key != TRIAL_KEY}
+    context = config.get(TRIAL_KEY)
+    return sampled, None if context is None else TrialContext(int(context["index"]),
+                                                              int(context["seed"]))
 
 
 class Reporter(Protocol):
     """Where a trainable sends its per-epoch metrics and checkpoint state."""
+
+    #: The trial being run (``autoft train``: index 0 and the config's seed).
+    trial: TrialContext
 
     def restore(self) -> dict[str, Any] | None:
         """The state saved with the last reported epoch, to resume from, or None."""

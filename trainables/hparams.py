@@ -3,7 +3,7 @@
 This is the one place that knows them (design.md, "Hyperparameters the trainables understand").
 The search driver validates a space against :data:`KNOWN_HPARAMS`; a trainable turns the trial's
 mapping into a typed :class:`HParams` with :func:`parse_hparams`, so an unknown name or a value
-out of range is an :class:`~autoft.errors.InputError` before any training starts.
+out of range is an :class:`~autoft.core.errors.InputError` before any training starts.
 
 Example::
 
@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autoft.errors import InputError
+from autoft.core.errors import InputError, validation_message
 
 LrSchedule = Literal["constant", "warmup_linear", "stlr"]
 
@@ -61,17 +61,16 @@ def check_hparam_names(names: Iterable[str], where: str = "hyperparameters") -> 
                          f"(known: {', '.join(sorted(KNOWN_HPARAMS))})")
 
 
-def parse_hparams(values: Mapping[str, Any], trainable: str = "text") -> HParams:
+def parse_hparams(values: Mapping[str, Any], trainable: str = "text",
+                  where: str = "hyperparameters") -> HParams:
     """Validate a trial's hyperparameters; ``learning_rate`` defaults per ``trainable``.
 
-    Unknown names and out-of-range values raise :class:`InputError` naming the parameter.
+    Unknown names and out-of-range values raise :class:`InputError` naming ``where`` and the
+    parameter.
     """
     check_hparam_names(values, f"trainable {trainable!r}")
     merged = {"learning_rate": DEFAULT_LEARNING_RATE.get(trainable, 5e-5), **values}
     try:
         return HParams.model_validate(merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(part) for part in first["loc"])
-        raise InputError(f"hyperparameter {name}: {first['msg']} "
-                         f"(got {first['input']!r})") from None
+        raise InputError(validation_message(where, exc)) from None

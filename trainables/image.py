@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import timm
 import torch
 from safetensors.torch import load_file, save_file
@@ -33,13 +32,13 @@ from timm.data import create_transform, resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
 
-from autoft.config import Config
-from autoft.errors import InputError
+from autoft.core.config import Config
+from autoft.core.errors import InputError
 from trainables import images
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
 from trainables.loop import Runtime, Task, run
-from trainables.tables import HOLDOUT_FRACTION
+from trainables.splits import HOLDOUT_FRACTION, holdout_positions, subsample_positions
 from trainables.weights import load_pretrained
 
 logger = logging.getLogger(__name__)
@@ -82,17 +81,12 @@ def create_model(name: str, num_classes: int, pretrained_file: Path | None) -> n
 
 
 def _holdout(items: list[images.Item], seed: int) -> tuple[list[images.Item], list[images.Item]]:
-    order = np.random.default_rng(seed).permutation(len(items))
-    n_eval = max(1, round(len(items) * HOLDOUT_FRACTION))
-    return ([items[i] for i in np.sort(order[n_eval:])],
-            [items[i] for i in np.sort(order[:n_eval])])
+    train, evaluation = holdout_positions(len(items), seed)
+    return [items[i] for i in train], [items[i] for i in evaluation]
 
 
 def _subsample(items: list[images.Item], limit: int | None, seed: int) -> list[images.Item]:
-    if limit is None or limit >= len(items):
-        return items
-    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
-    return [items[i] for i in keep]
+    return [items[i] for i in subsample_positions(len(items), limit, seed)]
 
 
 def prepare(config: Config) -> ImageData:

@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import find_classes, make_dataset
 
-from autoft.errors import InputError
+from autoft.core.errors import InputError
 
 Item = tuple[str, int]
 

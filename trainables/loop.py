@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autoft.config import Config
+from autoft.core.config import Config
 from autoft.finetune import L2SP, GradualUnfreezer, build_param_groups, lr_multiplier
 from trainables.api import Reporter, TrialFailed
 from trainables.hparams import HParams

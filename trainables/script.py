@@ -10,8 +10,8 @@ driver's own ``num_epochs`` and ``seed`` unless the space searches them), ``ARGS
 higher is better, as a line ``AutoFinetuneEval<TAB><value>``; the last such line counts and is
 reported once, as epoch 0, under ``eval_<metric>``.
 
-Trials are numbered in the order the searcher creates them (``trial_0007``, see
-:func:`autoft.trial.trial_name`); with a population of ``search.max_concurrent`` trials
+Trials are numbered in the order the searcher proposes them (the reporter's
+:class:`~trainables.api.TrialContext`); with a population of ``search.max_concurrent`` trials
 (PaddleHub's ``popsize``), trial ``i`` is member ``j = i % popsize`` of round ``r = i // popsize``
 and writes PaddleHub's layout under the output root:
 ``round<r>/log-<j>.info`` (everything the program printed, also echoed to the worker's stdout)
@@ -33,14 +33,14 @@ import re
 import subprocess
 import sys
 import threading
-import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from autoft.config import Config
-from autoft.errors import InputError
+from autoft.core.config import Config
+from autoft.core.errors import InputError
+from autoft.core.space import load_space
 from trainables.api import Reporter, TrialFailed
 
 #: The line a script prints its score on: ``AutoFinetuneEval<TAB><value>``.
@@ -168,8 +168,6 @@ def command(plan: ScriptPlan, options: dict[str, Any], paths: RunPaths,
 
 def prepare(config: Config) -> ScriptPlan:
     """Resolve the script, its pass-through arguments and the space's names once per search."""
-    from autoft.space import load_space
-
     if config.script is None:
         raise InputError(f"{config.source or 'config'}: script: required for trainable 'script'")
     names = load_space(config.space).names if config.space is not None else []
@@ -178,17 +176,6 @@ def prepare(config: Config) -> ScriptPlan:
         cwd=Path.cwd(), root=output_root(config), popsize=config.search.max_concurrent,
         modelbased=config.script.evaluate_choice == "modelbased",
         timeout_s=config.script.timeout_s)
-
-
-def _current_index() -> int:
-    """The trial's running number under Ray Tune (its name, ``trial_0007``); 0 outside."""
-    from ray import tune
-
-    from autoft.trial import trial_index
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "meant to only be called inside a Tuner": not here
-        return trial_index(tune.get_context().get_trial_name() or "")
 
 
 def execute(argv: list[str], cwd: Path, log: Path, timeout_s: float | None) -> int | None:
@@ -231,7 +218,7 @@ def fit(config: Config, prepared: ScriptPlan, hparams: dict[str, Any],
         reporter: Reporter) -> dict[str, float]:
     """Run the script once with ``hparams``; report and return its score."""
     plan = prepared
-    paths = run_paths(plan.root, _current_index(), plan.popsize)
+    paths = run_paths(plan.root, reporter.trial.index, plan.popsize)
     options = script_hparams(hparams, plan.searched)
     model_path = best_earlier_model(plan.root, paths.round) if plan.modelbased else None
     status = execute(command(plan, options, paths, model_path), plan.cwd, paths.log,

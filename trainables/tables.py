@@ -11,7 +11,8 @@ Labels are kept as strings; :func:`label_names` orders them (numerically when ev
 integer, so ``"0"``/``"1"`` map to ids 0/1) and :func:`encode_labels` maps them to ids, refusing
 a label the training set never had. Without an eval file a seeded 10% of train is held out
 (:func:`split_holdout`); ``max_train_samples``/``max_eval_samples`` subsample with the search seed
-(:func:`subsample`). Every problem is an :class:`~autoft.errors.InputError` naming file and column.
+(:func:`subsample`). Every problem is an :class:`~autoft.core.errors.InputError` naming file
+and column.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autoft.config import Column, DataConfig
-from autoft.errors import InputError
+from autoft.core.config import Column, DataConfig
+from autoft.core.errors import InputError
+from trainables.splits import holdout_positions, subsample_positions
 
 #: Share of the training rows held out for evaluation when no eval file is given.
-HOLDOUT_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -163,17 +164,10 @@ def encode_labels(labels: Sequence[str], names: list[str], where: str) -> np.nda
 
 def subsample(rows: LabelledTexts, limit: int | None, seed: int) -> LabelledTexts:
     """At most ``limit`` rows, drawn without replacement with ``seed`` (order kept)."""
-    if limit is None or limit >= len(rows):
-        return rows
-    keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=limit, replace=False))
-    return rows.take(keep.tolist())
+    return rows.take(subsample_positions(len(rows), limit, seed))
 
 
 def split_holdout(rows: LabelledTexts, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
     """A seeded ``HOLDOUT_FRACTION`` of ``rows`` as eval (at least one row), the rest as train."""
-    if len(rows) < 2:
-        raise InputError("data.eval is not set and the training data has fewer than 2 rows "
-                         "to hold out an evaluation set from")
-    order = np.random.default_rng(seed).permutation(len(rows))
-    n_eval = max(1, round(len(rows) * HOLDOUT_FRACTION))
-    return rows.take(np.sort(order[n_eval:]).tolist()), rows.take(np.sort(order[:n_eval]).tolist())
+    train, evaluation = holdout_positions(len(rows), seed)
+    return rows.take(train), rows.take(evaluation)

@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from autoft.config import Config
-from autoft.errors import InputError
+from autoft.core.config import Config
+from autoft.core.errors import InputError
 from trainables import tables, tokens
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
 from trainables.loop import Runtime, Task, run
+from trainables.splits import HOLDOUT_FRACTION
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def prepare(config: Config) -> TextData:
         eval_source = str(data.eval)
     else:
         train, evaluation = tables.split_holdout(train, seed)
-        eval_source = f"a seeded {tables.HOLDOUT_FRACTION:.0%} of {data.train}"
+        eval_source = f"a seeded {HOLDOUT_FRACTION:.0%} of {data.train}"
         logger.warning("data.eval is not set: evaluating on %s (%d rows)", eval_source,
                        len(evaluation))
     train = tables.subsample(train, data.max_train_samples, seed)

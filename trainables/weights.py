@@ -17,7 +17,7 @@ from pathlib import Path
 from timm.models import load_state_dict
 from torch import nn
 
-from autoft.errors import InputError
+from autoft.core.errors import InputError
 
 
 def head_prefixes(model: nn.Module) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 One experiment per search; one parent run per search (tag ``autoft.role=search``; params: the
 fixed hyperparameters, algorithm, scheduler, num_samples); one child run per trial, nested under
-the parent (tags ``mlflow.parentRunId``, ``autoft.trial_id``; params: the trial's config; metrics
+the parent (tags ``mlflow.parentRunId``, ``autoft.trial_id``; params: the trial's sampled
+hyperparameters and its seed; metrics
 per epoch with step = epoch; tag ``autoft.status`` = completed | pruned | failed, and
 ``autoft.error`` for a failed trial). Every hook only enqueues into a
 :class:`~autoft.tracking.writer.MlflowWriter`, so a slow or dead tracking server never stalls the
@@ -24,17 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
+from autoft.core.trials import error_line, trial_status
+from autoft.tracking.tags import ERROR_TAG, ROLE_TAG, SEARCH_ID_TAG, STATUS_TAG, TRIAL_TAG
 from autoft.tracking.writer import MlflowWriter, shared_writer
+from trainables.api import split_trial_config
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 PARENT = "parent"
-ROLE_TAG = "autoft.role"
-SEARCH_ID_TAG = "autoft.search_id"
-TRIAL_TAG = "autoft.trial_id"
-STATUS_TAG = "autoft.status"
-ERROR_TAG = "autoft.error"
 #: Why a child run has no trial in the experiment: Ray saves its experiment state every few
 #: seconds, so a trial started just before the driver died is unknown to the restored search.
 LOST_ERROR = ("lost: the driver stopped before Ray recorded this trial; the resumed search "
@@ -67,10 +66,14 @@ def trial_error(trial: Trial) -> str:
     error_file = trial.error_file
     if error_file is None or not Path(error_file).is_file():
         return "the trial failed (Ray recorded no error text)"
-    latest = Path(error_file).read_text(encoding="utf-8", errors="replace")
-    latest = latest.rsplit("Failure # ", 1)[-1]
-    lines = [line.strip() for line in latest.splitlines() if line.strip()]
-    return lines[-1] if lines else "the trial failed"
+    text = Path(error_file).read_text(encoding="utf-8", errors="replace")
+    return error_line(text) or "the trial failed"
+
+
+def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A child run's params: the trial's sampled hyperparameters and the seed it trains with."""
+    sampled, context = split_trial_config(config)
+    return flatten_params(sampled if context is None else {**sampled, "seed": context.seed})
 
 
 def _is_number(value: Any) -> bool:
@@ -158,11 +161,11 @@ class MlflowTrackingCallback(Callback):
         if trial.error_file is not None:
             writer.delete_tag(trial.trial_id, ERROR_TAG)
         last = writer.last_step(trial.trial_id)
-        epochs_done = 0 if last is None else last + 1
         expected = trial.config.get("num_epochs", self.num_epochs)
-        completed = expected is None or epochs_done >= int(expected)
-        writer.set_tags(trial.trial_id, {STATUS_TAG: "completed" if completed else "pruned"})
-        writer.set_terminated(trial.trial_id, "FINISHED" if completed else "KILLED")
+        status = trial_status(failed=False, ended=True, epochs=0 if last is None else last + 1,
+                              num_epochs=None if expected is None else int(expected))
+        writer.set_tags(trial.trial_id, {STATUS_TAG: status})
+        writer.set_terminated(trial.trial_id, "FINISHED" if status == "completed" else "KILLED")
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
                        **info: Any) -> None:
@@ -233,5 +236,5 @@ class MlflowTrackingCallback(Callback):
         if not writer.has_run(trial.trial_id):
             writer.create_run(trial.trial_id, run_name=trial.trial_id,
                               tags={TRIAL_TAG: trial.trial_id}, parent_key=PARENT)
-            writer.log_params(trial.trial_id, flatten_params(trial.config))
+            writer.log_params(trial.trial_id, trial_params(trial.config))
         return writer

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from autoft.config import config_from_mapping
+from autoft.core.config import config_from_mapping
 from trainables import image
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hymenoptera"

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import yaml
 
-from autoft.config import Config, load_config
-from autoft.errors import InputError
-from autoft.results import TrialRecord, best_trial, load_trials
-from autoft.trial import trial_hparams, trial_index
+from autoft.core.config import Config, load_config
+from autoft.core.errors import InputError
+from autoft.tuning.results import TrialRecord, best_trial, load_trials
+from autoft.tuning.trial import trial_context, trial_hparams
 
 EXPERIMENT_CONFIG = "autoft_config.yaml"
 
@@ -38,7 +38,8 @@ def save_experiment_config(config: Config, experiment_dir: Path) -> Path:
 def best_config(config: Config, trial: TrialRecord) -> dict[str, Any]:
     """``config`` with the trial's full hyperparameters (seed included) as ``fixed``."""
     exported = config.to_yaml_dict()
-    exported["fixed"] = trial_hparams(config, trial.hparams, trial_index(trial.name))
+    context = trial.context or trial_context(config, 0, trial.hparams)
+    exported["fixed"] = trial_hparams(config, trial.hparams, context)
     exported["space"] = None
     return exported
 

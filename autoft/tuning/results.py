@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from ray.tune import ExperimentAnalysis
 
-from autoft.errors import InputError
-
-Status = Literal["completed", "pruned", "failed", "running"]
+from autoft.core.errors import InputError
+from autoft.core.trials import Status, best_of, error_line, trial_status
+from trainables.api import TrialContext, split_trial_config
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,7 @@ class TrialRecord:
     score: float | None
     history: list[float] = field(default_factory=list)
     error: str | None = None
-
-
-def error_summary(error: str | None) -> str | None:
-    """The last line of a traceback (the exception and its message), or None."""
-    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
-    return lines[-1].strip()[:500] if lines else None
+    context: TrialContext | None = None
 
 
 def load_trials(experiment_dir: Path, metric: str, num_epochs: int) -> list[TrialRecord]:
@@ -52,37 +47,33 @@ def load_trials(experiment_dir: Path, metric: str, num_epochs: int) -> list[Tria
         history = [] if frame is None or metric not in frame else [
             float(v) for v in frame[metric].tolist()]
         finite = [v for v in history if math.isfinite(v)]
+        sampled, context = split_trial_config(trial.config or {})
         records.append(TrialRecord(
             trial_id=trial.trial_id,
             name=str(trial),
-            hparams=dict(trial.config or {}),
-            status=_status(trial.status, len(history), num_epochs),
+            hparams=sampled,
+            status=trial_status(failed=trial.status == "ERROR",
+                                ended=trial.status == "TERMINATED", epochs=len(history),
+                                num_epochs=num_epochs),
             epochs=len(history),
             score=finite[-1] if finite else None,
             history=history,
-            error=error_summary(trial.get_error()) if trial.status == "ERROR" else None,
+            error=error_line(trial.get_error()) if trial.status == "ERROR" else None,
+            context=context,
         ))
     return sorted(records, key=lambda r: r.name)
 
 
-def _status(ray_status: str, epochs: int, num_epochs: int) -> Status:
-    if ray_status == "ERROR":
-        return "failed"
-    if epochs >= num_epochs:
-        return "completed"
-    return "pruned" if ray_status == "TERMINATED" else "running"
-
-
 def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
     """The trial with the highest final score (the last epoch it reached)."""
-    scored = [r for r in records if r.score is not None and r.status != "failed"]
-    return max(scored, key=lambda r: r.score) if scored else None
+    return best_of((r for r in records if r.status != "failed"), score=lambda r: r.score)
 
 
 def trials_frame(records: list[TrialRecord], metric: str) -> pd.DataFrame:
     """One row per trial: id, status, epochs, final score, hyperparameters, error."""
     rows = [{"trial": r.name, "trial_id": r.trial_id, "status": r.status, "epochs": r.epochs,
-             metric: r.score, **{f"param_{k}": v for k, v in sorted(r.hparams.items())},
+             metric: r.score, "seed": r.context.seed if r.context else None,
+             **{f"param_{k}": v for k, v in sorted(r.hparams.items())},
              "error": r.error}
             for r in records]
     return pd.DataFrame(rows)

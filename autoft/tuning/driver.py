@@ -7,7 +7,6 @@ prepared once here and shipped to every trial through Ray's object store.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -19,23 +18,24 @@ from typing import Any
 import ray
 from ray import tune
 
-from autoft.config import Config
-from autoft.errors import InputError
-from autoft.export import EXPERIMENT_CONFIG, best_config, dump_config, save_experiment_config
-from autoft.plots import write_plots
-from autoft.results import TrialRecord, best_trial, load_trials, trials_frame
-from autoft.search_algorithms import make_scheduler, make_search_alg, pbt_param_space
-from autoft.space import SearchSpace, load_space
+from autoft.core.config import Config
+from autoft.core.errors import InputError
+from autoft.core.space import SearchSpace, load_space
 from autoft.tracking import MlflowTrackingCallback
-from autoft.trial import run_trial, trial_name
+from autoft.tuning.algorithms import make_scheduler, make_search_alg, pbt_param_space
+from autoft.tuning.export import EXPERIMENT_CONFIG, best_config, dump_config, save_experiment_config
+from autoft.tuning.numbering import with_trial_slot
+from autoft.tuning.plots import write_plots
+from autoft.tuning.results import TrialRecord, best_trial, load_trials, trials_frame
+from autoft.tuning.trial import run_trial, trial_name
 from trainables import load_trainable
-from trainables.hparams import check_hparam_names
+from trainables.registry import check_config
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SearchOutcome:
+class SearchResult:
     """What ``autoft search`` prints at the end."""
 
     experiment_dir: Path
@@ -52,8 +52,7 @@ def load_search_space(config: Config) -> SearchSpace:
         raise InputError(f"{config.source or 'config'}: space: required for a search")
     space = load_space(config.space, str(config.space) if isinstance(config.space, Path)
                        else f"{config.source or 'config'}: space")
-    if config.trainable in ("text", "image"):
-        check_hparam_names([*space.names, *config.fixed], f"{config.source or 'config'}")
+    check_config(config, space.names)
     return space
 
 
@@ -111,11 +110,9 @@ def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
 def _tuner(config: Config, space: SearchSpace, prepared: Any,
            tracking: MlflowTrackingCallback) -> tune.Tuner:
     metric = config.metric_key
-    name_trials = functools.partial(trial_name,
-                                     first_tag=0 if config.search.scheduler == "pbt" else 1)
     return tune.Tuner(
         _trainable(config, prepared),
-        param_space=pbt_param_space(config, space),
+        param_space=with_trial_slot(pbt_param_space(config, space)),
         tune_config=tune.TuneConfig(
             metric=metric, mode="max",
             search_alg=make_search_alg(config, space, metric),
@@ -125,8 +122,8 @@ def _tuner(config: Config, space: SearchSpace, prepared: Any,
             # timm and transformers stay imported (8 short trials: 42.5 s of gaps fell to 0.4 s,
             # benchmarks/results/README.md).
             reuse_actors=True,
-            trial_name_creator=name_trials,
-            trial_dirname_creator=name_trials,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
             name=config.name,
@@ -141,7 +138,7 @@ def _tuner(config: Config, space: SearchSpace, prepared: Any,
     )
 
 
-def run_search(config: Config, *, resume: bool = False) -> SearchOutcome:
+def run_search(config: Config, *, resume: bool = False) -> SearchResult:
     """Run (or, with ``resume``, continue) the search ``config`` describes, to the end."""
     space = load_search_space(config)
     experiment_dir = config.experiment_dir
@@ -164,7 +161,7 @@ def run_search(config: Config, *, resume: bool = False) -> SearchOutcome:
 
 
 def finish_search(config: Config, space: SearchSpace,
-                  tracking: MlflowTrackingCallback) -> SearchOutcome:
+                  tracking: MlflowTrackingCallback) -> SearchResult:
     """Write best config, trials.csv and plots, and log them to the parent run."""
     experiment_dir = config.experiment_dir
     trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
@@ -186,5 +183,5 @@ def finish_search(config: Config, space: SearchSpace,
         log.warning("MLflow runs of trials lost when the driver stopped, marked failed: %s",
                     ", ".join(lost))
     parent_run_id = tracking.finish()
-    return SearchOutcome(experiment_dir, trials, best, parent_run_id, best_path,
+    return SearchResult(experiment_dir, trials, best, parent_run_id, best_path,
                          config.tracking_uri)

@@ -10,6 +10,7 @@ initial population is sampled from the same space up front and run by Ray's own
 
 from __future__ import annotations
 
+import functools
 import random
 import warnings
 from typing import Any
@@ -21,7 +22,6 @@ from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
     HyperBandScheduler,
-    PopulationBasedTraining,
     TrialScheduler,
 )
 from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
@@ -29,9 +29,12 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.nevergrad import NevergradSearch
 from ray.tune.search.optuna import OptunaSearch
 
-from autoft.config import Config
-from autoft.errors import InputError
-from autoft.space import Param, SearchSpace
+from autoft.core.config import Config
+from autoft.core.errors import InputError
+from autoft.core.space import SearchSpace
+from autoft.tuning.numbering import NumberedPBT, NumberedSearcher, numbered_points
+from autoft.tuning.space_adapters import define_by_run, nevergrad_space, tune_mutations
+from autoft.tuning.trial import trial_context
 
 #: Hyperparameters PBT perturbs: the learning rate and the schedule's shape (the rest changes
 #: what a checkpoint means, e.g. the blocks of the optimizer's groups).
@@ -85,23 +88,31 @@ def initial_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
 
 def make_search_alg(config: Config, space: SearchSpace,
                     metric: str) -> SearchAlgorithm | Searcher:
-    """The searcher, at most ``max_concurrent`` trials at once; for PBT a sampled population."""
+    """The searcher, at most ``max_concurrent`` trials at once, each trial numbered
+    (:mod:`autoft.tuning.numbering`); for PBT a sampled, numbered population."""
     points = initial_points(config, space)
+    context_of = functools.partial(trial_context, config)
     if config.search.scheduler == "pbt":
-        return BasicVariantGenerator(points_to_evaluate=pbt_population(config, space, points),
+        population = numbered_points(pbt_population(config, space, points), context_of)
+        return BasicVariantGenerator(points_to_evaluate=population,
                                      max_concurrent=config.search.max_concurrent)
+    return NumberedSearcher(ConcurrencyLimiter(_searcher(config, space, metric, points),
+                                               max_concurrent=config.search.max_concurrent),
+                            context_of)
+
+
+def _searcher(config: Config, space: SearchSpace, metric: str,
+              points: list[dict[str, Any]]) -> Searcher:
     if config.search.algorithm == "pso":
-        return ConcurrencyLimiter(_particle_swarm(config, space, metric, points),
-                                  max_concurrent=config.search.max_concurrent)
-    searcher = OptunaSearch(
-        space=space.define_by_run(),
+        return _particle_swarm(config, space, metric, points)
+    return OptunaSearch(
+        space=define_by_run(space),
         metric=metric,
         mode="max",
         points_to_evaluate=points or None,
         sampler=make_sampler(config.search.algorithm, config.search.seed, space,
                              config.search.popsize, config.search.num_samples),
     )
-    return ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
 
 
 def pbt_population(config: Config, space: SearchSpace,
@@ -122,30 +133,27 @@ def pbt_population(config: Config, space: SearchSpace,
 
 def pbt_param_space(config: Config, space: SearchSpace) -> dict[str, Any] | None:
     """The Tuner's ``param_space`` under PBT (Ray looks up every point's keys there), else None."""
-    return space.mutations() if config.search.scheduler == "pbt" else None
+    return tune_mutations(space) if config.search.scheduler == "pbt" else None
 
 
 def _particle_swarm(config: Config, space: SearchSpace, metric: str,
                     points: list[dict[str, Any]]) -> NevergradSearch:
-    """Nevergrad's PSO over the space (no conditional parameters), seeded."""
+    """Nevergrad's PSO over the space (no conditional parameters), seeded.
+
+    The first points are snapped onto the step grids: Nevergrad places a point on a stepped
+    parameter's grid by exact equality, and ``check_point`` lets a value within Optuna's
+    tolerance of the grid through.
+    """
     if any(p.when for p in space.params):
         raise InputError("search.algorithm: pso cannot search conditional parameters (`when`)")
-    parametrization = ng.p.Dict(**{p.name: _nevergrad_param(p) for p in space.params})
+    parametrization = nevergrad_space(space)
     parametrization.random_state = np.random.RandomState(config.search.seed)
     return NevergradSearch(
         optimizer=ng.optimizers.PSO, space=parametrization, metric=metric, mode="max",
-        points_to_evaluate=points or None,
+        points_to_evaluate=[space.clip(point) for point in points] or None,
         optimizer_kwargs={"budget": config.search.num_samples,
                           "num_workers": config.search.max_concurrent},
     )
-
-
-def _nevergrad_param(param: Param) -> ng.p.Parameter:
-    if param.type == "categorical":
-        return ng.p.Choice(list(param.choices))
-    bounds = {"lower": param.low, "upper": param.high}
-    scalar = ng.p.Log(**bounds) if param.log else ng.p.Scalar(**bounds)
-    return scalar.set_integer_casting() if param.type == "int" else scalar
 
 
 def make_scheduler(config: Config, space: SearchSpace) -> TrialScheduler:
@@ -168,10 +176,10 @@ def make_scheduler(config: Config, space: SearchSpace) -> TrialScheduler:
     if not mutable:
         raise InputError(f"search.scheduler: pbt needs one of {', '.join(PBT_MUTABLE)} "
                          "in the space to perturb")
-    return PopulationBasedTraining(time_attr="training_iteration",
-                                   perturbation_interval=1,
-                                   hyperparam_mutations=space.mutations(mutable),
-                                   custom_explore_fn=space.clip)
+    return NumberedPBT(time_attr="training_iteration",
+                       perturbation_interval=1,
+                       hyperparam_mutations=tune_mutations(space, mutable),
+                       custom_explore_fn=space.clip)
 
 
 def describe_strategy(config: Config) -> str:

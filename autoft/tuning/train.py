@@ -13,7 +13,7 @@ the tokenizer; image: safetensors weights and a json config) into ``output_dir``
 
 Example::
 
-    result = train(load_config("examples/sst2_minilm.yaml"))
+    result = autoft.train("examples/sst2_minilm.yaml")
     result.metrics["eval_accuracy"], result.model_dir, result.run_id
 """
 
@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoft.config import Config
+from autoft.core.config import Config
 from autoft.tracking import MlflowWriter
-from trainables import load_trainable
+from autoft.tracking.tags import ROLE_TAG
+from trainables import TrialContext, load_trainable
 from trainables.hparams import parse_hparams
+from trainables.registry import check_config, typed_hparams
 
 RUN_KEY = "train"
-ROLE_TAG = "autoft.role"
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,9 @@ class TrainResult:
 class TrainReporter:
     """Logs each epoch to the MLflow run and prints it; keeps the last state for saving."""
 
-    def __init__(self, writer: MlflowWriter) -> None:
+    def __init__(self, writer: MlflowWriter, trial: TrialContext) -> None:
         self.writer = writer
+        self.trial = trial
         self.state: dict[str, Any] | None = None
 
     def restore(self) -> dict[str, Any] | None:
@@ -75,10 +77,11 @@ def _save(trainable: Any, prepared: Any, state: dict[str, Any], model_dir: Path)
 
 def train(config: Config, output_dir: Path | None = None) -> TrainResult:
     """Fine-tune once with ``config.fixed``, log to MLflow, save the model; see the module doc."""
+    check_config(config)
     trainable = load_trainable(config.trainable)
     hparams = dict(config.fixed)
-    builtin = config.trainable in ("text", "image")
-    params = parse_hparams(hparams, config.trainable).model_dump() if builtin else hparams
+    params = (parse_hparams(hparams, config.trainable).model_dump() if typed_hparams(config)
+              else hparams)
     prepared = trainable.prepare(config)
     saves = callable(getattr(trainable, "save_model", None))
     model_dir = Path(output_dir or config.storage / f"{config.name}-model") if saves else None
@@ -90,7 +93,7 @@ def train(config: Config, output_dir: Path | None = None) -> TrainResult:
     writer.set_tags(RUN_KEY, {"autoft.trainable": config.trainable,
                               "autoft.model": config.model or ""})
     writer.log_params(RUN_KEY, params)
-    reporter = TrainReporter(writer)
+    reporter = TrainReporter(writer, TrialContext(index=0, seed=int(params.get("seed", 0))))
     status = "FAILED"
     try:
         metrics = trainable.fit(config, prepared, hparams, reporter)

@@ -42,16 +42,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from autoft.config import Config, config_from_mapping, read_yaml
-from autoft.errors import InputError
-from autoft.space import SearchSpace, load_space
+from tensorboardX import SummaryWriter
+
+from autoft.core.config import Config, config_from_mapping, read_yaml
+from autoft.core.errors import InputError
+from autoft.core.space import SearchSpace, load_space
+from autoft.core.trials import best_of
+from autoft.tuning.driver import SearchResult, run_search
+from autoft.tuning.results import TrialRecord
 from trainables.script import describe, option_value, run_paths
-
-if TYPE_CHECKING:
-    from autoft.driver import SearchOutcome
-    from autoft.results import TrialRecord
 
 #: PaddleHub's tuning strategies as autoft search algorithms.
 STRATEGIES = {"hazero": "cmaes", "pshe2": "pso"}
@@ -192,11 +193,12 @@ def visible_gpus(cuda: list[str]) -> Iterator[bool]:
 
 def collect_runs(trials: list[TrialRecord], root: Path, popsize: int) -> list[Run]:
     """The search's trial records as PaddleHub runs, in round and member order."""
-    from autoft.trial import trial_index
-
     runs = []
     for trial in trials:
-        paths = run_paths(root, trial_index(trial.name), popsize)
+        if trial.context is None:
+            raise InputError(f"{root}: trial {trial.name} has no autoft trial context: "
+                             "not a search that autoft paddlehub started")
+        paths = run_paths(root, trial.context.index, popsize)
         runs.append(Run(paths.round, paths.member, dict(trial.hparams), trial.score,
                         trial.status == "failed", paths.log, paths.model))
     return sorted(runs, key=lambda run: (run.round, run.member))
@@ -204,8 +206,7 @@ def collect_runs(trials: list[TrialRecord], root: Path, popsize: int) -> list[Ru
 
 def best_run(runs: list[Run]) -> Run | None:
     """The highest-scoring run (the earliest among equals), or None when none scored."""
-    scored = [run for run in runs if run.score is not None]
-    return max(scored, key=lambda run: run.score) if scored else None
+    return best_of(runs, score=lambda run: run.score)
 
 
 def _rounds(runs: list[Run]) -> list[list[Run]]:
@@ -219,17 +220,21 @@ def _score_text(run: Run) -> str:
     return "crashed" if run.failed else "no score"
 
 
-def log_file_text(names: list[str], runs: list[Run], best_model: Path | None) -> str:
-    """``log_file.txt``: the final best, then every round's runs, round best and best so far."""
-    best = best_run(runs)
+def final_best_lines(names: list[str], best: Run | None, best_model: Path | None) -> list[str]:
+    """PaddleHub's closing summary, as it opens ``log_file.txt`` and ends the console."""
     lines = ["The final best hyperparameters:"]
     if best is None:
-        lines.append("(none: no run printed a score)")
-    else:
-        lines += [f"{name}\t:\t{option_value(best.hparams.get(name))}" for name in names]
-        lines.append(f"The final best eval score is {option_value(best.score)}.")
-        if best_model is not None:
-            lines.append(f"The final best model parameters are saved as {best_model} .")
+        return [*lines, "(none: no run printed a score)"]
+    lines += [f"{name}\t:\t{option_value(best.hparams.get(name))}" for name in names]
+    lines.append(f"The final best eval score is {option_value(best.score)}.")
+    if best_model is not None:
+        lines.append(f"The final best model parameters are saved as {best_model} .")
+    return lines
+
+
+def log_file_text(names: list[str], runs: list[Run], best_model: Path | None) -> str:
+    """``log_file.txt``: the final best, then every round's runs, round best and best so far."""
+    lines = final_best_lines(names, best_run(runs), best_model)
     so_far: Run | None = None
     for index, members in enumerate(_rounds(runs)):
         lines += ["", f"Round {index}:", "\t".join([*names, "eval_value", "saved_params_dir"])]
@@ -256,8 +261,6 @@ def write_visualization(folder: Path, names: list[str], runs: list[Run], popsize
     ``population_transformation/<name>`` and ``population_transformation/eval_value`` of member
     ``j`` in each round.
     """
-    from tensorboardX import SummaryWriter
-
     members = [SummaryWriter(logdir=str(folder / f"pop_{j}")) for j in range(popsize)]
     overall = SummaryWriter(logdir=str(folder))
     so_far: Run | None = None
@@ -311,13 +314,11 @@ def main(argv: list[str]) -> int:
         print(f"autoft paddlehub: {args.round} round(s) of {args.popsize} run(s) of "
               f"{args.script}, {STRATEGY_TEXT[args.tuning_strategy]}, {args.evaluate_choice}, "
               f"{'one GPU per run' if gpu else 'on the CPU'}; output in {output_dir}")
-        from autoft.driver import run_search
-
         outcome = run_search(config)
     return report(outcome, space.names, output_dir, args.popsize)
 
 
-def report(outcome: SearchOutcome, names: list[str], output_dir: Path, popsize: int) -> int:
+def report(outcome: SearchResult, names: list[str], output_dir: Path, popsize: int) -> int:
     """Write PaddleHub's summary files, print the result; 0 when some run scored, else 1."""
     runs = collect_runs(outcome.trials, output_dir, popsize)
     for run in runs:
@@ -343,10 +344,5 @@ def report(outcome: SearchOutcome, names: list[str], output_dir: Path, popsize: 
     if best is None:
         print("autoft paddlehub: no run printed a score", file=sys.stderr)
         return 1
-    print("The final best hyperparameters:")
-    for name in names:
-        print(f"{name}={option_value(best.hparams.get(name))}")
-    print(f"The final best eval score is {option_value(best.score)}.")
-    if best_model is not None:
-        print(f"The final best model parameters are saved as {best_model} .")
+    print("\n".join(final_best_lines(names, best, best_model)))
     return 0

@@ -16,28 +16,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
-from optuna.distributions import (  # noqa: E402
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 
-from autoft.results import TrialRecord  # noqa: E402
-from autoft.space import Param, SearchSpace  # noqa: E402
+from autoft.core.space import SearchSpace  # noqa: E402
+from autoft.tuning.results import TrialRecord  # noqa: E402
+from autoft.tuning.space_adapters import study_trial  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-
-def distribution(param: Param) -> BaseDistribution:
-    """The Optuna distribution a space parameter samples from."""
-    if param.type == "categorical":
-        return CategoricalDistribution(list(param.choices))
-    if param.type == "int":
-        return IntDistribution(int(param.low), int(param.high), log=bool(param.log),
-                               step=int(param.step or 1))
-    return FloatDistribution(float(param.low), float(param.high), log=bool(param.log),
-                             step=param.step)
 
 
 def study_from_trials(trials: list[TrialRecord], space: SearchSpace) -> optuna.Study:
@@ -45,14 +29,8 @@ def study_from_trials(trials: list[TrialRecord], space: SearchSpace) -> optuna.S
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
     for record in trials:
-        if record.score is None:
-            continue
-        params = {p.name: record.hparams[p.name] for p in space.params if p.name in record.hparams}
-        study.add_trial(optuna.trial.create_trial(
-            params=params,
-            distributions={p.name: distribution(p) for p in space.params if p.name in params},
-            value=record.score,
-        ))
+        if record.score is not None:
+            study.add_trial(study_trial(space, record.hparams, record.score))
     return study
 
 

@@ -1,7 +1,8 @@
 """The search config file (``autoft search CONFIG.yaml``), loaded and validated up front.
 
 Every key of design.md's config is a typed field here; unknown keys, wrong types and missing
-files are :class:`~autoft.errors.InputError` naming the file and the key, before anything starts.
+files are an :class:`~autoft.core.errors.InputError` naming the file and the key, before
+anything starts.
 Relative paths in a config are relative to the folder of the config file, so a config works from
 any current directory.
 
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autoft.errors import InputError
+from autoft.core.errors import InputError, validation_message
 
 Algorithm = Literal["tpe", "cmaes", "random", "grid", "gp", "qmc", "pso"]
 Scheduler = Literal["fifo", "asha", "hyperband", "pbt"]
@@ -129,13 +130,6 @@ class Config(_Section):
     script: ScriptConfig | None = None
     source: Path | None = Field(default=None, exclude=True)
 
-    @field_validator("trainable")
-    @classmethod
-    def _known_trainable(cls, value: str) -> str:
-        if value in ("text", "image", "script") or ":" in value:
-            return value
-        raise ValueError("must be text, image, script or 'package.module:function'")
-
     @property
     def experiment_name(self) -> str:
         """The MLflow experiment: ``tracking.experiment``, else the search ``name``."""
@@ -188,15 +182,6 @@ def _resolve_keys(mapping: dict[str, Any], keys: tuple[str, ...], base: Path) ->
             for key, value in mapping.items()}
 
 
-def _format_error(source: str, error: ValidationError) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    return f"{source}: {key}: {message}"
-
-
 def read_yaml(path: Path | str, what: str = "file") -> Any:
     """Safe-load one YAML file; a missing or malformed file is an :class:`InputError`."""
     path = Path(path)
@@ -230,17 +215,12 @@ def config_from_mapping(raw: Any, base: Path, source: str = "config") -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(_format_error(source, exc)) from None
+        raise InputError(validation_message(source, exc)) from None
     _check_files(config, source)
     return config.model_copy(update={"source": Path(source) if source != "config" else None})
 
 
 def _check_files(config: Config, source: str) -> None:
-    needs_data = config.trainable in ("text", "image")
-    if needs_data and config.data is None:
-        raise InputError(f"{source}: data: required for trainable {config.trainable!r}")
-    if needs_data and not config.model:
-        raise InputError(f"{source}: model: required for trainable {config.trainable!r}")
     if config.data is not None:
         for key in ("train", "eval"):
             path = getattr(config.data, key)
@@ -250,17 +230,12 @@ def _check_files(config: Config, source: str) -> None:
         raise InputError(f"{source}: pretrained_file: {config.pretrained_file} does not exist")
     if isinstance(config.space, Path) and not config.space.is_file():
         raise InputError(f"{source}: space: {config.space} does not exist")
-    if config.trainable == "script":
-        if config.script is None:
-            raise InputError(f"{source}: script: required for trainable 'script'")
-        if not config.script.path.is_file():
-            raise InputError(f"{source}: script.path: {config.script.path} does not exist")
+    if config.script is not None and not config.script.path.is_file():
+        raise InputError(f"{source}: script.path: {config.script.path} does not exist")
 
 
-def load_config(path: Path | str, **overrides: Any) -> Config:
-    """Read, validate and resolve a config file; ``overrides`` replace top-level keys."""
+def load_config(path: Path | str) -> Config:
+    """Read, validate and resolve a config file."""
     path = Path(path)
     raw = read_yaml(path, "config file")
-    if isinstance(raw, dict):
-        raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
     return config_from_mapping(raw, path.resolve().parent, str(path))

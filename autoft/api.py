@@ -1,0 +1,110 @@
+"""autoft from Python: what the CLI does, as functions that return typed results.
+
+The ``autoft`` command is a thin layer over these; a notebook calls them directly. A config is
+a path to a YAML file, a mapping of the same keys (relative paths resolved against the current
+folder) or a loaded :class:`~autoft.core.config.Config`.
+
+Example::
+
+    import autoft
+
+    result = autoft.search("examples/sst2_minilm.yaml", num_samples=4)
+    print(result.best.score, result.best.hparams)
+    best = autoft.export(result.experiment_dir)            # best_config.yaml
+    trained = autoft.train(best)                           # the final model, logged to MLflow
+    print(trained.metrics, trained.model_dir)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoft.core.config import Config, config_from_mapping, load_config
+from autoft.core.errors import InputError
+from autoft.core.space import SearchSpace
+from autoft.tuning.algorithms import describe_strategy
+from autoft.tuning.driver import SearchResult, load_search_space, run_search
+from autoft.tuning.export import Format, experiment_config, export_best
+from autoft.tuning.train import TrainResult
+from autoft.tuning.train import train as train_config
+from trainables import load_trainable
+from trainables.registry import check_config
+
+ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
+
+__all__ = ["ConfigLike", "SearchResult", "TrainResult", "Validation", "as_config", "export",
+           "resume", "search", "train", "validate"]
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A config that passed every check: its space (None for a train config) and, for a search,
+    how trials are chosen and stopped."""
+
+    config: Config
+    space: SearchSpace | None
+    strategy: str | None
+
+
+def as_config(config: ConfigLike, *, num_samples: int | None = None, address: str | None = None,
+              tracking_uri: str | None = None) -> Config:
+    """``config`` loaded and checked, with the CLI's overrides applied where given."""
+    if isinstance(config, Mapping):
+        loaded = config_from_mapping(dict(config), Path.cwd())
+    elif isinstance(config, Config):
+        loaded = config
+    else:
+        loaded = load_config(config)
+    update: dict[str, Any] = {}
+    if num_samples is not None:
+        if num_samples < 1:
+            raise InputError(f"num_samples: must be at least 1, got {num_samples}")
+        update["search"] = loaded.search.model_copy(update={"num_samples": num_samples})
+    if address:
+        update["ray"] = loaded.ray.model_copy(update={"address": address})
+    if tracking_uri:
+        update["tracking"] = loaded.tracking.model_copy(update={"uri": tracking_uri})
+    return loaded.model_copy(update=update)
+
+
+def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any) -> Validation:
+    """Every check a search (or, without a space, a train) makes before it writes anything;
+    with ``prepare_data`` the dataset is read and prepared too."""
+    loaded = as_config(config, **overrides)
+    if loaded.space is None:
+        check_config(loaded)
+        space, strategy = None, None
+    else:
+        space, strategy = load_search_space(loaded), describe_strategy(loaded)
+    if prepare_data:
+        load_trainable(loaded.trainable).prepare(loaded)
+    return Validation(loaded, space, strategy)
+
+
+def search(config: ConfigLike, **overrides: Any) -> SearchResult:
+    """Run a search to the end: trials, best trial, MLflow parent run, best config file.
+
+    ``overrides``: ``num_samples``, ``address`` (a Ray cluster) and ``tracking_uri``.
+    """
+    return run_search(as_config(config, **overrides))
+
+
+def resume(experiment_dir: str | os.PathLike[str]) -> SearchResult:
+    """Continue an interrupted search in ``experiment_dir`` to its full ``num_samples``."""
+    return run_search(experiment_config(Path(experiment_dir)), resume=True)
+
+
+def export(experiment_dir: str | os.PathLike[str], fmt: Format = "yaml",
+           output: str | os.PathLike[str] | None = None) -> Path:
+    """Write the search's best trial as a config that :func:`train` runs; returns its path."""
+    return export_best(Path(experiment_dir), fmt, Path(output) if output else None)
+
+
+def train(config: ConfigLike, output_dir: str | os.PathLike[str] | None = None,
+          **overrides: Any) -> TrainResult:
+    """One fine-tune with the config's ``fixed`` hyperparameters, logged to MLflow, model saved."""
+    return train_config(as_config(config, **overrides), Path(output_dir) if output_dir else None)

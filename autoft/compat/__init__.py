@@ -1,0 +1,1 @@
+"""Compatibility with other tools' files and commands (PaddleHub's ``hub autofinetune``)."""

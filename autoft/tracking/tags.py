@@ -1,0 +1,9 @@
+"""The MLflow tags autoft writes (design.md, "Tracking layout"): one name each, one place."""
+
+#: What a run is: ``search`` (a parent), ``train`` (``autoft train``), ``confirm`` (a retrain).
+ROLE_TAG = "autoft.role"
+SEARCH_ID_TAG = "autoft.search_id"
+TRIAL_TAG = "autoft.trial_id"
+#: ``completed``, ``pruned`` or ``failed`` (:func:`autoft.core.trials.trial_status`).
+STATUS_TAG = "autoft.status"
+ERROR_TAG = "autoft.error"

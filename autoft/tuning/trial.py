@@ -1,0 +1,73 @@
+"""One trial on a Ray worker: the trainable's ``fit`` with a reporter that talks to Ray Tune.
+
+Each epoch is reported with ``tune.report`` and a checkpoint holding the trainable's state, so a
+trial that dies (a node lost, a PBT exploit) restarts from its last epoch instead of from zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from autoft.core.config import Config
+from trainables import TrialContext, load_trainable
+from trainables.api import split_trial_config
+
+STATE_FILE = "state.pt"
+
+
+class TuneReporter:
+    """A :class:`trainables.api.Reporter` that reports to Ray Tune with an epoch checkpoint."""
+
+    def __init__(self, trial: TrialContext) -> None:
+        self.trial = trial
+
+    def restore(self) -> dict[str, Any] | None:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+
+    def report(self, metrics: dict[str, float], state: dict[str, Any] | None = None) -> None:
+        if state is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, Path(folder) / STATE_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def trial_context(config: Config, index: int, sampled: Mapping[str, Any]) -> TrialContext:
+    """Trial ``index``'s context: its seed is a searched or fixed ``seed``, else the search's
+    seed plus the index (design.md: "search seed + trial index")."""
+    seed = sampled.get("seed", config.fixed.get("seed", config.search.seed + index))
+    return TrialContext(index=index, seed=int(seed))
+
+
+def trial_hparams(config: Config, sampled: Mapping[str, Any],
+                  context: TrialContext) -> dict[str, Any]:
+    """The hyperparameters a trial runs with: ``fixed``, then the sampled ones, then its seed."""
+    return {**config.fixed, **sampled, "seed": context.seed}
+
+
+def trial_name(trial: Any) -> str:
+    """``trial_0007``, from the index the driver gave the trial (Ray's own id without one)."""
+    _, context = split_trial_config(trial.config or {})
+    return f"trial_{trial.trial_id}" if context is None else f"trial_{context.index:04d}"
+
+
+def run_trial(config_of_trial: dict[str, Any], *, config: Config, prepared: Any) -> None:
+    """The Ray Tune function trainable: fine-tune with the sampled hyperparameters."""
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
+    sampled, context = split_trial_config(config_of_trial)
+    if context is None:
+        raise RuntimeError("a trial without its autoft context: started outside autoft's driver")
+    trainable = load_trainable(config.trainable)
+    trainable.fit(config, prepared, trial_hparams(config, sampled, context), TuneReporter(context))
