@@ -63,6 +63,43 @@ def test_undecodable_files_are_skipped_with_one_counting_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"skipped 2 of 16 image files") as caught:
         items = images.scan_folder(root, ["ants", "bees"])
     assert len(caught) == 1 and len(items) == 14
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images.scan_folder(root, ["ants", "bees"], key="data.train")
+    assert [str(w.message) for w in caught] == [
+        f"data.train: skipped 2 of 16 image files of {root} that cannot be decoded "
+        "(first: ants/broken.jpg, bees/empty.png)"]
+
+
+def test_a_folder_of_decodable_images_gives_no_warning(tmp_path):
+    root = make_folder(tmp_path / "train", per_class=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(images.scan_folder(root, ["ants", "bees"], key="data.train")) == 6
+    assert caught == []
+
+
+def test_folder_errors_name_the_folder_and_key(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=f"{empty}: data.train: an ImageFolder needs at least 2 "
+                                         "class folders, found 0"):
+        images.class_names(empty)
+    with pytest.raises(InputError, match=f"{tmp_path / 'absent'}: data.eval: not a folder"):
+        images.scan_folder(tmp_path / "absent", ["a", "b"], key="data.eval")
+    no_images = tmp_path / "no_images"
+    for name in ("a", "b"):
+        (no_images / name).mkdir(parents=True)
+        (no_images / name / "notes.txt").write_text("not an image")
+    with pytest.raises(InputError, match=f"{no_images}: data.eval: the dataset is empty"):
+        images.scan_folder(no_images, ["a", "b"], key="data.eval")
+    corrupt = tmp_path / "corrupt"
+    for name in ("a", "b"):
+        (corrupt / name).mkdir(parents=True)
+        (corrupt / name / "0.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(InputError, match=f"{corrupt}: data.eval: none of the 2 image files can "
+                                         r"be decoded \(first: a/0.png\)"):
+        images.scan_folder(corrupt, ["a", "b"], key="data.eval")
 
 
 def test_folder_errors(tmp_path):
@@ -135,8 +172,7 @@ def test_fit_reports_each_epoch_and_saved_model_reloads(tmp_path):
                                          "lr_schedule": "stlr", "frz_blocks": 1}, reporter)
     assert [m["epoch"] for m, _ in reporter.reports] == [0, 1]
     assert final == reporter.reports[-1][0] and 0 <= final["eval_accuracy"] <= 1
-    assert set(final) == {"epoch", "train_loss", "eval_accuracy", "lr",
-                                 "epoch_time_s"}
+    assert {"epoch", "train_loss", "eval_accuracy", "lr", "epoch_time_s"} <= set(final)
 
     image.save_model(prepared, reporter.reports[-1][1]["model"], tmp_path)
     model, saved = image.load_saved_model(tmp_path)

@@ -11,9 +11,25 @@ transforms come from the model's pretrained config (``resolve_model_data_config`
 Training and evaluation run in channels-last memory layout (the same arithmetic; oneDNN's
 convolutions run it markedly faster on CPU, cuDNN's under AMP on GPU).
 
-``prepare`` scans and checks the folders once (:mod:`trainables.images`) and checks that the
-model exists and the weights fit; it returns the file lists and class names. Without
+``prepare`` scans and checks the folders once (:mod:`trainables.images`), checks that the
+model exists and reads the weights once; it returns the file lists, the class names and the
+pretrained body, which every trial loads from memory (no file read, no warning per trial). Without
 ``data.eval`` a seeded 10% of the training images (seed ``search.seed``) is held out.
+
+The images reach the model one of two ways; ``prepare`` picks one and logs which:
+
+* cached (:mod:`trainables.image_cache`): ``prepare`` decodes every image once, in threads, the
+  training images resized to a square with the margin the random crop needs, the evaluation
+  images through the model's evaluation transform; the uint8 arrays travel through Ray's object
+  store and each trial crops, flips, jitters and normalises its batches with torch ops on its own
+  device (CPU or GPU), no file read or JPEG decode per epoch. Used when the arrays fit
+  :func:`~trainables.image_cache.budget_bytes` (2 GiB, at most 1/8 of the memory) and the model's
+  transform has only steps reproduced there (timm's default: crop, flip, colour jitter);
+* streamed: a DataLoader decodes and transforms the files per batch with the timm transforms
+  themselves, in ``int(resources.cpu) - 1`` persistent worker processes on CUDA (pinned memory),
+  in the training process on CPU, where the trial's torch threads already use its cores.
+
+Either way a batch's augmentation is drawn from the trial's seed and the epoch only.
 """
 
 from __future__ import annotations
@@ -34,48 +50,48 @@ from torch.utils.data import DataLoader
 
 from autoft.core.config import Config
 from autoft.core.errors import InputError
-from trainables import images
+from trainables import image_cache, images
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
 from trainables.loop import Runtime, Task, run
 from trainables.splits import HOLDOUT_FRACTION, holdout_positions, subsample_positions
-from trainables.weights import load_pretrained
+from trainables.weights import pretrained_body
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-#: DataLoader worker processes decoding and augmenting images beside the training threads: none,
-#: since on 2 cores 1 or 2 workers made an epoch slower (benchmarks/results/throughput.md).
-NUM_WORKERS = 0
 
 
 @dataclass(frozen=True)
 class ImageData:
-    """What ``prepare`` hands every trial: labelled file lists and the class names."""
+    """What ``prepare`` hands every trial: labelled file lists, the class names, the pretrained
+    body and, when they fit the budget, the decoded images."""
 
     model: str
-    pretrained_file: Path | None
+    #: The pretrained weights of the model's body, under its own names (None: random init).
+    body: dict[str, torch.Tensor] | None
     classes: list[str]
     train: list[images.Item]
     eval: list[images.Item]
     eval_source: str
+    #: The decoded images (None: the trials stream the files).
+    cache: image_cache.DecodedImages | None = None
 
 
-def create_model(name: str, num_classes: int, pretrained_file: Path | None) -> nn.Module:
-    """A timm model with its body from ``pretrained_file`` and a new ``num_classes`` head.
+def create_model(name: str, num_classes: int,
+                 body: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """A timm model with ``body`` (:func:`~trainables.weights.pretrained_body`) loaded and a new
+    ``num_classes`` head.
 
     The head comes from ``reset_classifier``: a plain ``nn.Linear`` initialisation, whose small
     initial logits fine-tune better than the ImageNet-sized initialisation some timm models give
     a head built with ``num_classes`` (EfficientNet's ±1/√num_classes range: 0.75 against 0.83
     accuracy after one epoch on ants/bees).
     """
-    if not timm.is_model(name):
-        raise InputError(f"model: {name!r} is not a timm model name "
-                         f"(e.g. {', '.join(timm.list_models('efficientnet_lite*')[:3])})")
     model = timm.create_model(name, pretrained=False)
-    if pretrained_file is not None:
-        load_pretrained(model, pretrained_file)
+    if body is not None:
+        model.load_state_dict(body, strict=False)
     model.reset_classifier(num_classes)
     return model
 
@@ -96,20 +112,34 @@ def prepare(config: Config) -> ImageData:
         raise InputError("trainable image needs model and data")
     seed = config.search.seed
     classes = images.class_names(data.train)
-    train = images.scan_folder(data.train, classes)
+    train = images.scan_folder(data.train, classes, "data.train")
     if data.eval is not None:
-        evaluation = images.scan_folder(data.eval, classes)
+        evaluation = images.scan_folder(data.eval, classes, "data.eval")
         eval_source = str(data.eval)
     else:
         train, evaluation = _holdout(train, seed)
         eval_source = f"a seeded {HOLDOUT_FRACTION:.0%} of {data.train}"
         logger.warning("data.eval is not set: evaluating on %s (%d images)", eval_source,
                        len(evaluation))
-    create_model(config.model, len(classes), config.pretrained_file)
-    return ImageData(model=config.model, pretrained_file=config.pretrained_file,
-                     classes=classes, train=_subsample(train, data.max_train_samples, seed),
-                     eval=_subsample(evaluation, data.max_eval_samples, seed),
-                     eval_source=eval_source)
+    if not timm.is_model(config.model):
+        examples = ", ".join(timm.list_models("efficientnet_lite*")[:3])
+        raise InputError(f"{config.source or 'config'}: model: {config.model!r} is not a timm "
+                         f"model name (e.g. {examples})")
+    model = timm.create_model(config.model, pretrained=False)
+    body = None
+    if config.pretrained_file is not None:
+        body = pretrained_body(model, config.pretrained_file)
+    built = image_cache.build(resolve_model_data_config(model),
+                              _subsample(train, data.max_train_samples, seed),
+                              _subsample(evaluation, data.max_eval_samples, seed))
+    if built.cache is not None:
+        logger.info("images: %s; the trials augment them on their device", built.note)
+    else:
+        logger.info("images: not cached (%s); the trials stream the image files (DataLoader "
+                    "workers per trial: %d on CUDA, none on CPU)", built.note,
+                    loader_workers(config.resources.cpu, torch.device("cuda")))
+    return ImageData(model=config.model, body=body, classes=classes, train=built.train,
+                     eval=built.eval, eval_source=eval_source, cache=built.cache)
 
 
 def transforms_config(model: nn.Module) -> dict[str, Any]:
@@ -118,22 +148,58 @@ def transforms_config(model: nn.Module) -> dict[str, Any]:
             for key, value in resolve_model_data_config(model).items()}
 
 
-def _loader(items: list[images.Item], transform, batch_size: int,
-            generator: torch.Generator | None) -> DataLoader:
-    return DataLoader(images.ImageFiles(items, transform), batch_size=batch_size,
-                      shuffle=generator is not None, generator=generator,
-                      num_workers=NUM_WORKERS, persistent_workers=False)
+def loader_workers(cpu: float, device: torch.device) -> int:
+    """DataLoader worker processes of a streaming trial with ``cpu`` CPUs: ``int(cpu) - 1`` on
+    CUDA; none on CPU, where the trial's ``int(cpu)`` torch threads already use every core (on
+    2 cores, ants/bees, batch 16: one persistent worker beside the 2 threads trained 17.7
+    images/s, none 19.8, medians of 3 epochs)."""
+    return max(0, int(cpu) - 1) if device.type == "cuda" else 0
 
 
-def _batches(loader: DataLoader):
-    for pixels, labels in loader:
-        yield {"pixel_values": pixels.contiguous(memory_format=torch.channels_last)}, labels
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of an epoch's order and augmentation: the trial's seed and the epoch only,
+    so that a resumed trial sees the batches an uninterrupted one would."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+class Streaming:
+    """Batches decoded from the files by one DataLoader for both splits (its workers, if any,
+    persist across epochs), each training image transformed under its own seed from the
+    epoch's generator (:class:`~trainables.images.SeededImageFiles`)."""
+
+    def __init__(self, prepared: ImageData, train_transform, eval_transform, workers: int,
+                 pin_memory: bool):
+        self.train_count, self.eval_count = len(prepared.train), len(prepared.eval)
+        self.keys = images.KeyBatches()
+        self.loader = DataLoader(
+            images.SeededImageFiles([(prepared.train, train_transform),
+                                     (prepared.eval, eval_transform)]),
+            batch_sampler=self.keys, num_workers=workers, pin_memory=pin_memory,
+            persistent_workers=workers > 0)
+
+    def _batches(self, keys: list[list[images.Key]]):
+        self.keys.batches = keys  # set when the pass starts: one pass at a time
+        for pixels, labels in self.loader:
+            yield {"pixel_values": pixels.contiguous(memory_format=torch.channels_last)}, labels
+
+    def train(self, generator: torch.Generator, batch_size: int):
+        order = torch.randperm(self.train_count, generator=generator).tolist()
+        seeds = torch.randint(2**62, (self.train_count,), generator=generator).tolist()
+        keys = [(0, index, seeds[index]) for index in order]
+        return self._batches([keys[i:i + batch_size] for i in range(0, len(keys), batch_size)])
+
+    def eval(self, batch_size: int):
+        keys = [(1, index, None) for index in range(self.eval_count)]
+        return self._batches([keys[i:i + batch_size] for i in range(0, len(keys), batch_size)])
 
 
 def save_model(prepared: ImageData, model_state: dict[str, Any], folder: Path) -> None:
     """``model.safetensors`` and ``config.json`` (timm model name, classes, the transforms'
-    data config) in ``folder``; :func:`load_saved_model` reads them back."""
-    model = create_model(prepared.model, len(prepared.classes), None)
+    data config) in ``folder``; :func:`load_saved_model` reads them back.
+
+    The files are written in place: give a fresh folder and rename it when this returns, as
+    ``autoft train`` does (``.NAME.partial``), so that no reader sees half a model."""
+    model = create_model(prepared.model, len(prepared.classes))
     model.load_state_dict(model_state)
     save_file(model.state_dict(), folder / WEIGHTS_FILE)
     (folder / CONFIG_FILE).write_text(json.dumps(
@@ -144,29 +210,31 @@ def save_model(prepared: ImageData, model_state: dict[str, Any], folder: Path) -
 def load_saved_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
     """The model :func:`save_model` wrote (in eval mode) and its json config."""
     config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    model = create_model(config["model"], len(config["classes"]), None)
+    model = create_model(config["model"], len(config["classes"]))
     model.load_state_dict(load_file(folder / WEIGHTS_FILE))
     return model.eval(), config
 
 
-def make_task(prepared: ImageData, hp: HParams) -> Callable[[Runtime], Task]:
-    """The loop's :class:`Task` for ``prepared`` under ``hp`` (built once the seed is set)."""
+def make_task(prepared: ImageData, hp: HParams, cpu: float = 1) -> Callable[[Runtime], Task]:
+    """The loop's :class:`Task` for ``prepared`` under ``hp`` (built once the seed is set), for
+    a trial with ``cpu`` CPUs (``resources.cpu``: the streaming loader's workers)."""
 
     def build(runtime: Runtime) -> Task:
-        model = create_model(prepared.model, len(prepared.classes), prepared.pretrained_file)
+        model = create_model(prepared.model, len(prepared.classes), prepared.body)
         model = model.to(memory_format=torch.channels_last)
-        data_config = resolve_model_data_config(model)
-        train_transform = create_transform(**data_config, is_training=True)
-        eval_transform = create_transform(**data_config)
-
-        def train_batches(epoch: int):
-            generator = torch.Generator().manual_seed(hp.seed * 1_000_003 + epoch)
-            return _batches(_loader(prepared.train, train_transform, hp.batch_size, generator))
-
-        return Task(model=model, train_batches=train_batches,
+        if prepared.cache is not None:
+            batches = image_cache.CachedBatches(prepared.cache, runtime.device)
+        else:
+            data_config = resolve_model_data_config(model)
+            batches = Streaming(prepared, create_transform(**data_config, is_training=True),
+                                create_transform(**data_config),
+                                loader_workers(cpu, runtime.device),
+                                pin_memory=runtime.device.type == "cuda")
+        return Task(model=model,
+                    train_batches=lambda epoch: batches.train(epoch_generator(hp.seed, epoch),
+                                                              hp.batch_size),
                     steps_per_epoch=-(-len(prepared.train) // hp.batch_size),
-                    eval_batches=lambda: _batches(_loader(prepared.eval, eval_transform,
-                                                          2 * hp.batch_size, None)),
+                    eval_batches=lambda: batches.eval(2 * hp.batch_size),
                     forward=lambda model, inputs: model(inputs["pixel_values"]))
 
     return build
@@ -176,4 +244,4 @@ def fit(config: Config, prepared: ImageData, hparams: dict[str, Any],
         reporter: Reporter) -> dict[str, float]:
     """One fine-tune of the image classifier with ``hparams``."""
     hp = parse_hparams(hparams, "image")
-    return run(config, hp, reporter, make_task(prepared, hp))
+    return run(config, hp, reporter, make_task(prepared, hp, config.resources.cpu))

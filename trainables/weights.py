@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from timm.models import load_state_dict
-from torch import nn
+from torch import Tensor, nn
 
 from autoft.core.errors import InputError
 
@@ -28,8 +28,9 @@ def head_prefixes(model: nn.Module) -> tuple[str, ...]:
                  if any(module is head for head in heads))
 
 
-def load_pretrained(model: nn.Module, path: Path) -> None:
-    """Load ``path`` into ``model``'s body (everything but the classifier)."""
+def pretrained_body(model: nn.Module, path: Path) -> dict[str, Tensor]:
+    """The tensors of ``path`` for ``model``'s body (everything but the classifier), under the
+    model's own names: read once per search and shipped to every trial."""
     try:
         source = load_state_dict(str(path), use_ema=True, weights_only=True)
     except Exception as exc:  # any file torch or safetensors cannot read is a user error
@@ -55,8 +56,13 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
                              f"{tuple(found.shape)}, the model's {key!r} needs "
                              f"{tuple(tensor.shape)}")
         body[key] = found
-    model.load_state_dict(body, strict=False)
     if any(key != name for key, name in names.items()):
         warnings.warn(f"pretrained_file: {path}: tensor names differ from the model's "
                       f"({next(iter(source))!r} vs {next(iter(target))!r}); matched "
                       f"{len(target)} tensors by order", UserWarning, stacklevel=2)
+    return body
+
+
+def load_pretrained(model: nn.Module, path: Path) -> None:
+    """Load ``path`` into ``model``'s body (everything but the classifier)."""
+    model.load_state_dict(pretrained_body(model, path), strict=False)
