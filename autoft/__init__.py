@@ -16,8 +16,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("search", "resume", "export", "train", "validate", "SearchResult", "TrainResult",
-        "Validation")
+_API = ("search", "resume", "export", "train", "validate", "sync", "SearchResult",
+        "TrainResult", "Validation")
 __all__ = [*_API, "__version__"]
 
 

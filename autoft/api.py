@@ -26,9 +26,12 @@ from typing import Any
 from autoft.core.config import Config, config_from_mapping, load_config
 from autoft.core.errors import InputError
 from autoft.core.space import SearchSpace
+from autoft.tracking.store import check_store
+from autoft.tracking.writer import MlflowWriter
 from autoft.tuning.algorithms import describe_strategy
-from autoft.tuning.driver import SearchResult, load_search_space, run_search
-from autoft.tuning.export import Format, experiment_config, export_best
+from autoft.tuning.driver import SearchInterrupted, SearchResult, plan_search, run_search
+from autoft.tuning.experiment import resumable_config
+from autoft.tuning.export import Format, export_best
 from autoft.tuning.train import TrainResult
 from autoft.tuning.train import train as train_config
 from trainables import load_trainable
@@ -36,8 +39,8 @@ from trainables.registry import check_config
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
 
-__all__ = ["ConfigLike", "SearchResult", "TrainResult", "Validation", "as_config", "export",
-           "resume", "search", "train", "validate"]
+__all__ = ["ConfigLike", "SearchInterrupted", "SearchResult", "SyncResult", "TrainResult",
+           "Validation", "as_config", "export", "resume", "search", "sync", "train", "validate"]
 
 
 @dataclass(frozen=True)
@@ -77,25 +80,49 @@ def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any
     loaded = as_config(config, **overrides)
     if loaded.space is None:
         check_config(loaded)
+        check_store(loaded.tracking_uri)
         space, strategy = None, None
     else:
-        space, strategy = load_search_space(loaded), describe_strategy(loaded)
+        space = plan_search(loaded).space
+        strategy = describe_strategy(loaded, space)
     if prepare_data:
         load_trainable(loaded.trainable).prepare(loaded)
     return Validation(loaded, space, strategy)
 
 
-def search(config: ConfigLike, **overrides: Any) -> SearchResult:
+def search(config: ConfigLike, *, verbose: bool = False, **overrides: Any) -> SearchResult:
     """Run a search to the end: trials, best trial, MLflow parent run, best config file.
 
-    ``overrides``: ``num_samples``, ``address`` (a Ray cluster) and ``tracking_uri``.
+    ``overrides``: ``num_samples``, ``address`` (a Ray cluster) and ``tracking_uri``;
+    ``verbose`` shows Ray's own progress tables. Ctrl-C raises
+    :class:`~autoft.tuning.driver.SearchInterrupted` (a ``KeyboardInterrupt``).
     """
-    return run_search(as_config(config, **overrides))
+    return run_search(as_config(config, **overrides), verbose=verbose)
 
 
-def resume(experiment_dir: str | os.PathLike[str]) -> SearchResult:
-    """Continue an interrupted search in ``experiment_dir`` to its full ``num_samples``."""
-    return run_search(experiment_config(Path(experiment_dir)), resume=True)
+def resume(experiment_dir: str | os.PathLike[str], *, verbose: bool = False) -> SearchResult:
+    """Continue an interrupted search in ``experiment_dir`` to its full ``num_samples``; a
+    finished one is only summarised (``already_finished``)."""
+    return run_search(resumable_config(Path(experiment_dir)), resume=True, verbose=verbose)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What ``sync`` sent from a search's tracking spool, and what is still there."""
+
+    sent: int
+    unsent: int
+
+
+def sync(experiment_dir: str | os.PathLike[str], timeout_s: float = 120.0) -> SyncResult:
+    """Send what the search's tracking spool still holds to its MLflow store, re-running
+    nothing; waits up to ``timeout_s`` for the store."""
+    config = resumable_config(Path(experiment_dir))
+    check_store(config.tracking_uri)
+    writer = MlflowWriter(config.tracking_uri, config.experiment_name, config.experiment_dir)
+    waiting = writer.unsent()
+    writer.close(timeout_s)
+    return SyncResult(sent=waiting - writer.unsent(), unsent=writer.unsent())
 
 
 def export(experiment_dir: str | os.PathLike[str], fmt: Format = "yaml",

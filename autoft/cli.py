@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from autoft import api
 from autoft.compat import paddlehub
 from autoft.core.errors import InputError
-from autoft.tuning.results import trials_frame
+from autoft.tracking import ui
+from autoft.tracking.store import LOCAL_UI, check_store
+from autoft.tuning.results import TrialRecord, trials_frame
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -54,31 +57,65 @@ def cmd_search(args: argparse.Namespace) -> int:
                                                     **_overrides(args)))
         print("dry run: data prepared, nothing started")
         return EXIT_OK
-    return _summarise(api.search(args.config, **_overrides(args)))
+    return _summarise(api.search(args.config, verbose=args.verbose, **_overrides(args)))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _summarise(api.resume(args.experiment_dir))
+    return _summarise(api.resume(args.experiment_dir, verbose=args.verbose))
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    synced = api.sync(args.experiment_dir, args.timeout)
+    print(f"sent {synced.sent} tracking operation(s); {synced.unsent} still unsent")
+    return EXIT_OK if synced.unsent == 0 else EXIT_FAILED
+
+
+#: Trials in the table at the end of a search.
+TOP_TRIALS = 5
+
+
+def best_trials_table(trials: list[TrialRecord], top: int = TOP_TRIALS) -> str:
+    """The ``top`` best trials by score, one row each: status, epochs, score, seed and the
+    hyperparameters; then how many trials ended how."""
+    ranked = sorted((t for t in trials if t.score is not None), key=lambda t: -t.score)[:top]
+    frame = trials_frame(ranked, "score").drop(columns=["trial_id", "error"])
+    frame.columns = [name.removeprefix("param_") for name in frame.columns]
+    counts = Counter(t.status for t in trials)
+    ended = ", ".join(f"{counts[s]} {s}" for s in ("completed", "pruned", "failed", "running")
+                      if counts[s])
+    table = frame.to_string(index=False, max_colwidth=16, float_format="{:.4g}".format)
+    return f"best {len(ranked)} of {len(trials)} trials ({ended}):\n{table}"
 
 
 def _summarise(outcome: api.SearchResult) -> int:
-    frame = trials_frame(outcome.trials, "score")
+    if outcome.already_finished:
+        print(f"{outcome.experiment_dir}: the search had finished; nothing to resume")
     print()
-    print(frame.drop(columns=["error"]).to_string(index=False, max_colwidth=24))
-    failed = [t for t in outcome.trials if t.status == "failed"]
-    for trial in failed:
-        print(f"{trial.name} ({trial.trial_id}) failed: {trial.error}")
+    print(best_trials_table(outcome.trials))
+    for trial in (t for t in outcome.trials if t.status == "failed"):
+        print(f"{trial.name} failed: {trial.error}")
+    if outcome.unsent:
+        print(f"autoft: warning: {outcome.unsent} tracking operation(s) are still unsent (the "
+              "MLflow store did not take them); send them with `autoft sync "
+              f"{outcome.experiment_dir}`", file=sys.stderr)
     if outcome.best is None:
         print("no trial reported a score", file=sys.stderr)
         return EXIT_FAILED
     best = outcome.best
-    print(f"\nbest trial {best.name} ({best.trial_id}): score {best.score:.4f} "
-          f"after {best.epochs} epoch(s)")
-    print("  " + ", ".join(f"{k}={v}" for k, v in sorted(best.hparams.items())))
+    if outcome.confirmed:
+        print("\nthe top trials again with other seeds (mean ± std over all their seeds):")
+        for c in outcome.confirmed:
+            print(f"  {c.trial.name}: {c.mean:.4f} ± {c.std:.4f} over {len(c.scores)} seeds "
+                  f"(its own trial {c.trial.score:.4f})")
+        print(f"chosen: {outcome.selection}")
+    print(f"\nbest trial {best.name}: score {best.score:.4f} after {best.epochs} epoch(s)")
     print(f"MLflow parent run: {outcome.parent_run_id} ({outcome.tracking_uri})")
     print(f"best config: {outcome.best_config_path}  (retrain: autoft train "
           f"{outcome.best_config_path})")
-    print(f"browse the trials: autoft ui --tracking-uri {outcome.tracking_uri}")
+    if outcome.runs_url is not None:
+        local = outcome.runs_url.startswith(LOCAL_UI)
+        how = f" (after `autoft ui --tracking-uri {outcome.tracking_uri}`)" if local else ""
+        print(f"the trials in MLflow: {outcome.runs_url}{how}")
     return EXIT_OK
 
 
@@ -102,10 +139,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         if not default.is_file():
             raise InputError(f"no tracking store at {default}: pass --tracking-uri")
         uri = f"sqlite:///{default.resolve()}"
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI for {uri} on http://{args.host}:{args.port}")
-    return subprocess.call(command)
+    check_store(uri, "--tracking-uri")
+    return ui.serve(uri, args.host, args.port)
 
 
 def cmd_paddlehub(args: argparse.Namespace) -> int:
@@ -135,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue an interrupted search")
     resume.add_argument("experiment_dir")
     resume.set_defaults(func=cmd_resume)
+
+    sync = commands.add_parser("sync", help="send what a search's tracking spool still holds")
+    sync.add_argument("experiment_dir")
+    sync.add_argument("--timeout", type=float, default=120.0,
+                      help="seconds to wait for the tracking store (default 120)")
+    sync.set_defaults(func=cmd_sync)
 
     export = commands.add_parser("export", help="write the best trial as a train config")
     export.add_argument("experiment_dir")
@@ -168,15 +209,23 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # a warning is one line, not the warning and its source line
+    if not args.verbose:  # the libraries' routine notices (a study created, tables created)
+        for name in ("mlflow", "optuna"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except InputError as exc:
         print(f"autoft: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("\ninterrupted: `autoft resume <experiment dir>` continues a search",
+    except api.SearchInterrupted as stopped:
+        print(f"\ninterrupted: the search's MLflow parent run is marked KILLED and no best "
+              f"config was written; `autoft resume {stopped.experiment_dir}` continues it",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

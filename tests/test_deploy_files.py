@@ -314,6 +314,15 @@ def test_image_installs_the_project_and_ray_with_dashboard_and_client() -> None:
     assert any('"ray[default,tune]==${RAY_VERSION}"' in run for run in runs)
 
 
+def test_autoft_image_turns_on_ray_token_auth() -> None:
+    """A container started from the image without compose or KubeRay still needs the token."""
+    autoft_stage = next(stage for stage in _dockerfile_stages()
+                        if stage[0][1].endswith(" AS autoft"))
+    env = dict(token.split("=", 1) for keyword, args in autoft_stage if keyword == "ENV"
+               for token in shlex.split(args))
+    assert env.get("RAY_AUTH_MODE") == "token"
+
+
 def test_dockerfile_bakes_no_secret() -> None:
     for keyword, args in _dockerfile():
         if keyword in ("ENV", "ARG"):

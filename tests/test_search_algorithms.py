@@ -78,4 +78,4 @@ def test_scheduler_choice_and_pbt_needs_a_mutable_parameter(tmp_path: Path) -> N
     with pytest.raises(InputError, match="pbt needs one of"):
         make_scheduler(config(tmp_path, scheduler="pbt"),
                        load_space({"dis_blocks": {"type": "int", "low": 0, "high": 2}}))
-    assert "BasicVariantGenerator" in describe_strategy(config(tmp_path, scheduler="pbt"))
+    assert "BasicVariantGenerator" in describe_strategy(config(tmp_path, scheduler="pbt"), SPACE)

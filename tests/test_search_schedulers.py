@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import ray
+import yaml
 from mlflow.tracking import MlflowClient
 
 from autoft.core.config import config_from_mapping
@@ -71,3 +73,53 @@ def test_pso_searches_numeric_spaces(tmp_path: Path) -> None:
     outcome = run_search(config)
     assert len(outcome.trials) == 4 and outcome.best is not None
     assert sorted(t.name for t in outcome.trials) == [f"trial_{i:04d}" for i in range(4)]
+
+
+def test_a_failure_a_retry_cannot_fix_is_not_retried(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.txt"
+    config = config_from_mapping({
+        "name": "fails", "trainable": "tests.toy_trainable:always_fails",
+        "space": {"learning_rate": SPACE["learning_rate"]},
+        "fixed": {"num_epochs": 2, "calls_file": str(calls)},
+        "search": {"algorithm": "random", "scheduler": "fifo", "num_samples": 2,
+                   "max_concurrent": 1, "max_failures": 2},
+        "storage": str(tmp_path),
+    }, tmp_path)
+    outcome = run_search(config)
+    assert [t.status for t in outcome.trials] == ["failed", "failed"]
+    assert sorted(calls.read_text().split()) == ["0", "1"]  # each trained once, not 3 times
+    assert all("NaN" in (t.error or "") for t in outcome.trials)
+    client = MlflowClient(config.tracking_uri)
+    children = client.search_runs([client.get_experiment_by_name("fails").experiment_id],
+                                  "tags.autoft.status = 'failed'")
+    assert len(children) == 2 and all("NaN" in c.data.tags["autoft.error"] for c in children)
+
+
+def test_the_top_trials_are_retrained_and_the_best_mean_is_exported(tmp_path: Path) -> None:
+    config = config_from_mapping({
+        "name": "confirm", "trainable": "tests.toy_trainable:noisy_quadratic",
+        "space": {"learning_rate": SPACE["learning_rate"]}, "fixed": {"num_epochs": 2},
+        "search": {"algorithm": "random", "scheduler": "fifo", "num_samples": 8,
+                   "max_concurrent": 2, "seed": 0},
+        "storage": str(tmp_path),
+    }, tmp_path)
+    assert config.search.confirmation.top_k == 2 and config.search.confirmation.seeds == 1
+    outcome = run_search(config)
+    assert len(outcome.confirmed) == 2 and outcome.best is outcome.confirmed[0].trial
+    assert outcome.confirmed[0].mean >= outcome.confirmed[1].mean
+    assert all(len(c.scores) == 2 for c in outcome.confirmed)
+    assert outcome.selection.startswith(f"{outcome.best.name}: best mean eval_accuracy")
+    exported = yaml.safe_load((tmp_path / "confirm" / "best_config.yaml").read_text())
+    assert exported["fixed"]["learning_rate"] == outcome.best.hparams["learning_rate"]
+    frame = pd.read_csv(tmp_path / "confirm" / "trials.csv")
+    assert frame["seeds"].notna().sum() == 2
+    client = MlflowClient(config.tracking_uri)
+    experiment = client.get_experiment_by_name("confirm").experiment_id
+    confirms = client.search_runs([experiment], "tags.`autoft.role` = 'confirm'")
+    assert len(confirms) == 2 and all(r.data.tags["autoft.status"] == "completed"
+                                      for r in confirms)
+    assert {r.data.params["seed"] for r in confirms}.isdisjoint(
+        {str(t.context.seed) for t in outcome.trials})
+    parent = client.search_runs([experiment], "tags.`autoft.role` = 'search'")[0]
+    assert parent.data.tags["autoft.selection"] == outcome.selection
+    assert "best_eval_accuracy_mean" in parent.data.metrics

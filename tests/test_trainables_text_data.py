@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +86,89 @@ def test_wrong_column_is_an_input_error(tmp_path, data, message):
 
 def test_empty_and_missing_files_are_input_errors(tmp_path):
     empty = write(tmp_path / "empty.tsv", "")
-    with pytest.raises(InputError, match="empty.tsv: the dataset is empty"):
+    with pytest.raises(InputError, match="empty.tsv: data.train: the dataset is empty"):
         tables.read_split(DataConfig(train=empty), empty)
     missing = tmp_path / "missing.tsv"
-    with pytest.raises(InputError, match="missing.tsv: data file not found"):
-        tables.read_split(DataConfig(train=empty), missing)
+    with pytest.raises(InputError, match="missing.tsv: data.eval: data file not found"):
+        tables.read_split(DataConfig(train=empty, eval=missing), missing)
+
+
+def read_warned(data: DataConfig, path: Path) -> tuple[tables.LabelledTexts, list[str]]:
+    """``read_split`` and the messages of the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows, _ = tables.read_split(data, path)
+    return rows, [str(w.message) for w in caught]
+
+
+def test_malformed_tsv_lines_are_skipped_and_counted_in_one_warning(tmp_path):
+    path = write(tmp_path / "train.tsv", "good\t1\nbad\t0\n\nno label\nfine\t1\n"
+                 "a\ttab\tinside\t0\nok\t0\n")
+    rows, messages = read_warned(DataConfig(train=path), path)
+    assert rows.texts == ["good", "bad", "fine", "ok"] and rows.labels == ["1", "0", "1", "0"]
+    assert messages == [f"data.train: skipped 2 malformed line(s) of {path} "
+                        "(first: line 4: 1 field(s) where 2 are expected)"]
+
+
+def test_well_formed_files_give_no_warning(tmp_path):
+    path = write(tmp_path / "train.tsv", "good\t1\n\nbad\t0\n\n")
+    rows, messages = read_warned(DataConfig(train=path), path)
+    assert len(rows) == 2 and messages == []
+
+
+def test_header_fixes_the_field_count_and_csv_quoting_is_checked(tmp_path):
+    path = write(tmp_path / "train.csv", 'text,label\n"a, quoted",1\nthree,fields,0\n'
+                 '"bad"quote,1\n"two\nlines",0\nplain,1\n')
+    rows, messages = read_warned(DataConfig(train=path, text_column="text",
+                                            label_column="label"), path)
+    assert rows.texts == ["a, quoted", "two\nlines", "plain"]
+    assert len(messages) == 1
+    assert messages[0].startswith(f"data.train: skipped 2 malformed line(s) of {path} "
+                                  "(first: line 3: 3 field(s) where 2 are expected")
+
+
+def test_malformed_jsonl_lines_are_skipped_and_counted(tmp_path):
+    path = write(tmp_path / "dev.jsonl", "\n".join([
+        json.dumps({"text": "good", "label": 1}), "{not json", json.dumps([1, 0]),
+        json.dumps({"text": "no label"}), json.dumps({"text": None, "label": 0}),
+        json.dumps({"text": "bad", "label": 0, "extra": [1]}), ""]))
+    train = write(tmp_path / "train.jsonl", "")
+    rows, messages = read_warned(DataConfig(train=train, eval=path, text_column="text",
+                                            label_column="label"), path)
+    assert (rows.texts, rows.labels) == (["good", "bad"], ["1", "0"])
+    assert messages == [f"data.eval: skipped 4 malformed line(s) of {path} "
+                        "(first: line 2: not JSON (Expecting property name enclosed in double "
+                        "quotes, column 2))"]
+
+
+@pytest.mark.parametrize("name, content, data, message", [
+    ("h.tsv", "sentence\tlabel\n", {"text_column": "sentence", "label_column": "label"},
+     "h.tsv: data.train: no data rows, only the header row"),
+    ("m.tsv", "sentence\tlabel\na\tb\tc\nd\n",
+     {"text_column": "sentence", "label_column": "label"},
+     r"m.tsv: data.train: no well-formed row: all 2 line\(s\) are malformed \(first: line 2"),
+    ("q.csv", 'a,1\n"never closed,0\nb,1\n', {},
+     "q.csv: data.train: line 2: a quoted field is never closed"),
+    ("j.jsonl", "nope\n[1, 2]\n", {},
+     r"j.jsonl: data.train: no well-formed row: all 2 line\(s\) are malformed"),
+    ("k.jsonl", '{"text": "a", "label": 1}\n', {"text_column": "sentence"},
+     "k.jsonl: data.text_column: no record has a key 'sentence'"),
+    ("e.tsv", "a\t1\nb\t\n", {}, "e.tsv: data.label_column: line 2: empty label"),
+    ("l.tsv", "a\t1\nb\t0\n", {"label_column": 5},
+     "l.tsv: data.label_column: column index 5 out of range"),
+])
+def test_files_without_usable_rows_are_input_errors(tmp_path, name, content, data, message):
+    path = write(tmp_path / name, content)
+    with pytest.raises(InputError, match=message):
+        tables.read_split(DataConfig(train=path, **data), path)
+
+
+def test_an_eval_file_is_named_by_its_own_key(tmp_path):
+    train = write(tmp_path / "train.tsv", "text\tlabel\ngood\t1\n")
+    dev = write(tmp_path / "dev.tsv", "text\tlabel\n")
+    data = DataConfig(train=train, eval=dev, text_column="text", label_column="label")
+    with pytest.raises(InputError, match="dev.tsv: data.eval: no data rows, only the header"):
+        tables.read_split(data, dev)
 
 
 def test_labels_in_numeric_order_and_unseen_eval_label_refused():

@@ -6,9 +6,11 @@ schedulers have something to find, in milliseconds instead of a fine-tune's seco
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
-from trainables.api import Reporter
+from trainables.api import Reporter, TrialFailed
 
 
 def quadratic(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
@@ -23,3 +25,44 @@ def quadratic(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
                    "eval_accuracy": progress * target, "lr": hparams["learning_rate"]}
         reporter.report(metrics, {"epoch": epoch})
     return metrics
+
+
+def slow_quadratic(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
+    """:func:`quadratic` at ``seconds_per_epoch`` (default 1 s) an epoch: time to interrupt."""
+    seconds = float(hparams.get("seconds_per_epoch", 1.0))
+
+    class Slow:
+        trial = reporter.trial
+
+        def restore(self) -> dict[str, Any] | None:
+            return reporter.restore()
+
+        def report(self, metrics: dict[str, float], state: dict[str, Any] | None = None) -> None:
+            time.sleep(seconds)
+            reporter.report(metrics, state)
+
+    return quadratic(hparams, Slow())
+
+
+def always_fails(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
+    """Fails as a NaN loss does, every time; appends a line to ``calls_file`` per call."""
+    with open(hparams["calls_file"], "a", encoding="utf-8") as calls:
+        calls.write(f"{reporter.trial.index}\n")
+    raise TrialFailed("the training loss is NaN at epoch 0")
+
+
+def noisy_quadratic(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
+    """:func:`quadratic` plus a seed's luck (up to ±0.1), as a real fine-tune's seed spread."""
+    luck = 0.1 * math.sin(12.9898 * (hparams["seed"] + 1))
+
+    class Lucky:
+        trial = reporter.trial
+
+        def restore(self) -> dict[str, Any] | None:
+            return reporter.restore()
+
+        def report(self, metrics: dict[str, float], state: dict[str, Any] | None = None) -> None:
+            reporter.report({**metrics, "eval_accuracy": metrics["eval_accuracy"] + luck}, state)
+
+    final = quadratic(hparams, Lucky())
+    return {**final, "eval_accuracy": final["eval_accuracy"] + luck}

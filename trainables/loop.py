@@ -3,9 +3,9 @@
 A trainable describes its model and data as a :class:`Task`; :func:`run` does the rest, top to
 bottom: seed and device, optimizer with the ULMFiT strategies of :mod:`autoft.finetune`
 (discriminative rates, schedule, gradual unfreezing, L2-SP), resume from the reporter's state,
-then per epoch: train, evaluate, report ``epoch``, ``train_loss``, ``eval_<metric>``, ``lr`` (the
-head's rate at the end of the epoch) and ``epoch_time_s`` (training plus evaluation) with the
-state to resume after that epoch.
+then per epoch: train, evaluate, report ``epoch``, ``train_loss``, ``eval_<metric>``,
+``eval_loss``, ``lr`` (the head's rate at the end of the epoch) and ``epoch_time_s`` (training
+plus evaluation) with the state to resume after that epoch.
 
 The optimizer is AdamW's fused kernel (on CPU several times faster than its per-tensor loop).
 Per step the loop does no host-device synchronisation except a finiteness check of the summed
@@ -127,7 +127,7 @@ def run(config: Config, hp: HParams, reporter: Reporter,
 
         scores = evaluate(model, task, runtime)
         metrics = {"epoch": epoch, "train_loss": loss_sum.item() / max(steps, 1),
-                   f"eval_{config.metric}": scores[config.metric],
+                   f"eval_{config.metric}": scores[config.metric], "eval_loss": scores["loss"],
                    "lr": _head_lr(optimizer), "epoch_time_s": time.perf_counter() - started}
         state = {name: part.state_dict() for name, part in parts.items()}
         reporter.report(metrics, _to_cpu({**state, "rng": _rng_state(), "epoch": epoch,
@@ -137,16 +137,22 @@ def run(config: Config, hp: HParams, reporter: Reporter,
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, task: Task, runtime: Runtime) -> dict[str, float]:
-    """Accuracy, macro F1 and MCC of the model on the task's evaluation batches."""
+    """Accuracy, macro F1, MCC and the mean cross-entropy (``loss``) of the model on the task's
+    evaluation batches; the loss orders trials whose metric ties (early stopping)."""
     model.eval()
     predictions, labels = [], []
+    loss_sum = torch.zeros((), device=runtime.device)
     for inputs, batch_labels in task.eval_batches():
         inputs = {k: v.to(runtime.device, non_blocking=True) for k, v in inputs.items()}
         with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype,
                             enabled=runtime.amp_dtype is not None):
-            predictions.append(task.forward(model, inputs).argmax(-1).cpu())
+            logits = task.forward(model, inputs).float()
+        loss_sum += F.cross_entropy(logits, batch_labels.to(runtime.device), reduction="sum")
+        predictions.append(logits.argmax(-1).cpu())
         labels.append(batch_labels)
-    return classification_metrics(torch.cat(labels).numpy(), torch.cat(predictions).numpy())
+    labels_all = torch.cat(labels)
+    scores = classification_metrics(labels_all.numpy(), torch.cat(predictions).numpy())
+    return {**scores, "loss": loss_sum.item() / max(len(labels_all), 1)}
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, steps: int) -> None:

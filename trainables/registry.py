@@ -71,23 +71,29 @@ def load_trainable(name: str) -> Trainable:
     return FunctionTrainable(function)
 
 
-def check_config(config: Config, searched: Iterable[str] = ()) -> None:
+def check_config(config: Config, searched: Iterable[str] = (),
+                 space_source: str | None = None) -> None:
     """Refuse a config that its trainable cannot run, before anything is written or started.
 
     A built-in fine-tune needs ``data`` and ``model``, and every name in ``fixed`` and in the
-    ``searched`` space must be one of its hyperparameters, every ``fixed`` value in range;
-    ``script`` needs its ``script`` section. A user function is only checked for importability.
+    ``searched`` space (read from ``space_source``) must be one of its hyperparameters, every
+    ``fixed`` value in range; ``script`` needs its ``script`` section. A user function is only
+    checked for importability.
     """
     where = str(config.source or "config")
     builtin = BUILTIN.get(config.trainable)
     if builtin is None:
-        load_trainable(config.trainable)
+        try:
+            load_trainable(config.trainable)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
         return
     if builtin.fine_tunes:
         for key in ("data", "model"):
             if not getattr(config, key):
                 raise InputError(f"{where}: {key}: required for trainable {config.trainable!r}")
-        check_hparam_names([*searched, *config.fixed], where)
+        check_hparam_names(searched, space_source or f"{where}: space")
+        check_hparam_names(config.fixed, f"{where}: fixed")
         parse_hparams(config.fixed, config.trainable, f"{where}: fixed")
     elif config.script is None:
         raise InputError(f"{where}: script: required for trainable {config.trainable!r}")

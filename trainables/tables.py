@@ -7,20 +7,36 @@ header (CoLA's ``sentence<TAB>label`` and SST-2's ``label<TAB>sentence`` are rea
 jsonl and ``datasets`` folders columns are the record keys / features: a name picks a key, an
 index its position in the first record's key order.
 
+**Malformed lines** are skipped and counted, never dropped silently: a csv/tsv line whose number
+of fields differs from the header's (without a header: from the most common count), a csv line
+that breaks the quoting rules, a jsonl line that is not a JSON object or lacks (or has a null or
+nested value for) a key a column names. One ``UserWarning`` per file says how many and where the
+first one is::
+
+    data.train: skipped 3 malformed line(s) of /data/train.tsv (first: line 7: 3 fields where 2
+    are expected)
+
+Blank lines are not rows. A file with no row left (empty, a header alone, every line malformed),
+a quoted csv field that never closes, a missing column and an empty label are an
+:class:`~autoft.core.errors.InputError` naming the file and the key.
+
 Labels are kept as strings; :func:`label_names` orders them (numerically when every label is an
 integer, so ``"0"``/``"1"`` map to ids 0/1) and :func:`encode_labels` maps them to ids, refusing
 a label the training set never had. Without an eval file a seeded 10% of train is held out
 (:func:`split_holdout`); ``max_train_samples``/``max_eval_samples`` subsample with the search seed
-(:func:`subsample`). Every problem is an :class:`~autoft.core.errors.InputError` naming file
-and column.
+(:func:`subsample`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,8 +44,6 @@ import pandas as pd
 from autoft.core.config import Column, DataConfig
 from autoft.core.errors import InputError
 from trainables.splits import holdout_positions, subsample_positions
-
-#: Share of the training rows held out for evaluation when no eval file is given.
 
 
 @dataclass(frozen=True)
@@ -50,90 +64,221 @@ class LabelledTexts:
                              [self.labels[i] for i in indices])
 
 
+@dataclass(frozen=True)
+class _Table:
+    """The well-formed rows of a file (index: their 1-based line or row numbers), the malformed
+    lines skipped (line number, why) and whether the file had a header row."""
+
+    frame: pd.DataFrame
+    malformed: list[tuple[int, str]]
+    header: bool = False
+    unit: str = "line"
+
+
+def split_key(data: DataConfig, path: Path) -> str:
+    """The config key that names ``path``: ``data.train``, ``data.eval`` (else ``data``)."""
+    if Path(path) == data.train:
+        return "data.train"
+    return "data.eval" if data.eval is not None and Path(path) == data.eval else "data"
+
+
 def read_split(data: DataConfig, path: Path) -> tuple[LabelledTexts, list[str] | None]:
     """Read one file/folder of ``data``'s format; also the label order a ``datasets``
-    ClassLabel feature declares (else None)."""
+    ClassLabel feature declares (else None). Malformed lines are skipped with one warning."""
+    key = split_key(data, path)
     if not path.exists():
-        raise InputError(f"{path}: data file not found")
+        raise InputError(f"{path}: {key}: data file not found")
     fmt = data.resolved_format
     columns = {"text_column": data.text_column, "label_column": data.label_column}
     if data.text_pair_column is not None:
         columns["text_pair_column"] = data.text_pair_column
     declared_names = None
     if fmt in ("csv", "tsv"):
-        frame = _read_delimited(path, fmt, has_header=any(isinstance(c, str)
-                                                          for c in columns.values()))
+        table = _read_delimited(path, fmt, key, has_header=any(isinstance(c, str)
+                                                               for c in columns.values()))
     elif fmt == "jsonl":
-        frame = _read_jsonl(path)
+        table = _read_jsonl(path, key, list(columns.values()))
     elif fmt == "hf_disk":
-        frame, declared_names = _read_hf_disk(path, data.label_column)
+        table, declared_names = _read_hf_disk(path, key, data.label_column)
     else:
-        raise InputError(f"{path}: format {fmt!r} is not a text table (csv, tsv, jsonl, hf_disk)")
-    if frame.empty:
-        raise InputError(f"{path}: the dataset is empty")
-    picked = {key: _column(frame, column, key, path) for key, column in columns.items()}
+        raise InputError(f"{path}: {key}: format {fmt!r} is not a text table "
+                         "(csv, tsv, jsonl, hf_disk)")
+    if table.frame.empty:
+        raise InputError(_no_rows(path, key, table))
+    picked = {name: _column(table.frame, column, name, path, fmt)
+              for name, column in columns.items()}
     labels = picked["label_column"].astype(str).tolist()
-    if any(label == "" for label in labels):
-        row = labels.index("")
-        raise InputError(f"{path}: row {row + 1}: empty label in data.label_column")
+    if "" in labels:
+        where = table.frame.index[labels.index("")]
+        raise InputError(f"{path}: data.label_column: {table.unit} {where}: empty label")
+    if table.malformed:
+        line, why = table.malformed[0]
+        warnings.warn(f"{key}: skipped {len(table.malformed)} malformed line(s) of {path} "
+                      f"(first: line {line}: {why})", UserWarning, stacklevel=2)
     pairs = picked.get("text_pair_column")
     return LabelledTexts(picked["text_column"].astype(str).tolist(),
                          None if pairs is None else pairs.astype(str).tolist(),
                          labels), declared_names
 
 
-def _read_delimited(path: Path, fmt: str, has_header: bool) -> pd.DataFrame:
+def _no_rows(path: Path, key: str, table: _Table) -> str:
+    """Why a file gave no row, as the message of its :class:`InputError`."""
+    if table.malformed:
+        line, why = table.malformed[0]
+        return (f"{path}: {key}: no well-formed row: all {len(table.malformed)} line(s) are "
+                f"malformed (first: line {line}: {why})")
+    if table.header:
+        return f"{path}: {key}: no data rows, only the header row"
+    return f"{path}: {key}: the dataset is empty"
+
+
+def _not_a_file(path: Path, key: str, fmt: str) -> None:
     if not path.is_file():
-        raise InputError(f"{path}: expected a {fmt} file, found a folder")
+        raise InputError(f"{path}: {key}: expected a {fmt} file, found a folder")
+
+
+def _not_utf8(path: Path, key: str, fmt: str, exc: UnicodeDecodeError) -> InputError:
+    return InputError(f"{path}: {key}: cannot read as {fmt}: not UTF-8 text "
+                      f"({exc.reason} at byte {exc.start})")
+
+
+def _read_delimited(path: Path, fmt: str, key: str, has_header: bool) -> _Table:
+    """The rows of a csv/tsv file; rows whose field count is off are malformed.
+
+    tsv is read without quoting (a ``"`` is text, as in GLUE's files); csv with the usual
+    ``"``-quoting, where a field may span lines.
+    """
+    _not_a_file(path, key, fmt)
     tsv = fmt == "tsv"
+    rows: list[tuple[int, list[str]]] = []
+    malformed: list[tuple[int, str]] = []
     try:
-        return pd.read_csv(path, sep="\t" if tsv else ",", header=0 if has_header else None,
-                           dtype=str, keep_default_na=False, encoding="utf-8",
-                           quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read as {fmt}: {str(exc).strip()}") from None
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter="\t" if tsv else ",",
+                                quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
+                                strict=True)
+            start = 1
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    if "unexpected end of data" in str(exc):
+                        raise InputError(f"{path}: {key}: line {start}: a quoted field is never "
+                                         "closed (it runs to the end of the file)") from None
+                    malformed.append((start, f"bad quoting: {exc}"))
+                else:
+                    if fields:  # a blank line is no row
+                        rows.append((start, fields))
+                start = reader.line_num + 1
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, key, fmt, exc) from None
+    header: list[str] | None = None
+    if has_header and rows:
+        header = rows.pop(0)[1]
+        width = len(header)
+    else:
+        width = Counter(len(fields) for _, fields in rows).most_common(1)[0][0] if rows else 0
+    malformed += [(line, f"{len(fields)} field(s) where {width} are expected")
+                  for line, fields in rows if len(fields) != width]
+    malformed.sort()
+    good = [(line, fields) for line, fields in rows if len(fields) == width]
+    frame = pd.DataFrame([fields for _, fields in good], columns=header,
+                         index=[line for line, _ in good], dtype=str)
+    return _Table(frame, malformed, header=header is not None)
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
+def _cell(value: Any) -> str | None:
+    """A JSON value as table text; None for null and nested values (no text or label)."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _read_jsonl(path: Path, key: str, columns: list[Column]) -> _Table:
+    """The records of a jsonl file; a line that is not a JSON object, or lacks a key that a
+    column names (or holds null or a nested value there), is malformed."""
+    _not_a_file(path, key, "jsonl")
+    records: list[tuple[int, dict[str, Any]]] = []
+    malformed: list[tuple[int, str]] = []
     try:
-        return pd.read_json(path, lines=True, dtype=False)
-    except ValueError as exc:
-        if path.is_file() and not path.read_text(encoding="utf-8").strip():
-            return pd.DataFrame()
-        raise InputError(f"{path}: cannot read as jsonl: {exc}") from None
+        with path.open(encoding="utf-8-sig") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    malformed.append((number, f"not JSON ({exc.msg}, column {exc.colno})"))
+                    continue
+                if not isinstance(record, dict):
+                    malformed.append((number, f"a JSON {type(record).__name__}, not an object"))
+                    continue
+                records.append((number, record))
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, key, "jsonl", exc) from None
+    keys = list(dict.fromkeys(name for _, record in records for name in record))
+    # The keys the columns name; a key no record has is the column check's error, not a row's.
+    used = {column if isinstance(column, str) else keys[column] for column in columns
+            if (column in keys if isinstance(column, str) else 0 <= column < len(keys))}
+    good: list[tuple[int, dict[str, str | None]]] = []
+    for number, record in records:
+        cells = {name: _cell(value) for name, value in record.items()}
+        lacking = sorted(name for name in used if cells.get(name) is None)
+        if lacking:
+            what = "no" if lacking[0] not in record else "a null or nested value for"
+            malformed.append((number, f"{what} key {lacking[0]!r}"))
+        else:
+            good.append((number, cells))
+    malformed.sort()
+    frame = pd.DataFrame([cells for _, cells in good], columns=keys if good else None,
+                         index=[number for number, _ in good], dtype=object)
+    return _Table(frame, malformed)
 
 
-def _read_hf_disk(path: Path, label_column: Column) -> tuple[pd.DataFrame, list[str] | None]:
+def _read_hf_disk(path: Path, key: str,
+                  label_column: Column) -> tuple[_Table, list[str] | None]:
     import datasets
 
     try:
         loaded = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as exc:
-        raise InputError(f"{path}: not a datasets folder saved with save_to_disk: {exc}") from None
+        raise InputError(f"{path}: {key}: not a datasets folder saved with save_to_disk: "
+                         f"{exc}") from None
     if isinstance(loaded, datasets.DatasetDict):
         if "train" not in loaded:
-            raise InputError(f"{path}: a DatasetDict without a 'train' split "
+            raise InputError(f"{path}: {key}: a DatasetDict without a 'train' split "
                              f"(splits: {', '.join(loaded)})")
         loaded = loaded["train"]
     frame = loaded.to_pandas()
+    frame.index = range(1, len(frame) + 1)
     names = list(loaded.features)
-    key = label_column if isinstance(label_column, str) else (
+    label = label_column if isinstance(label_column, str) else (
         names[label_column] if 0 <= label_column < len(names) else None)
-    feature = loaded.features.get(key) if key is not None else None
+    feature = loaded.features.get(label) if label is not None else None
     if isinstance(feature, datasets.ClassLabel):
-        frame[key] = [feature.int2str(int(value)) for value in frame[key]]
-        return frame, list(feature.names)
-    return frame, None
+        frame[label] = [feature.int2str(int(value)) for value in frame[label]]
+        return _Table(frame, [], unit="row"), list(feature.names)
+    return _Table(frame, [], unit="row"), None
 
 
-def _column(frame: pd.DataFrame, column: Column, key: str, path: Path) -> pd.Series:
+def _column(frame: pd.DataFrame, column: Column, key: str, path: Path, fmt: str) -> pd.Series:
     if isinstance(column, str):
         if column not in frame.columns:
+            found = ", ".join(map(str, frame.columns))
+            if fmt == "jsonl":
+                raise InputError(f"{path}: data.{key}: no record has a key {column!r} "
+                                 f"(keys: {found})")
+            if fmt == "hf_disk":
+                raise InputError(f"{path}: data.{key}: no feature named {column!r} "
+                                 f"(features: {found})")
             raise InputError(f"{path}: data.{key}: no column named {column!r} in the header "
-                             f"row ({', '.join(map(str, frame.columns))}); a file without a "
-                             "header needs every column given by index")
+                             f"row ({found}); a file without a header needs every column "
+                             "given by index")
+        if list(frame.columns).count(column) > 1:
+            raise InputError(f"{path}: data.{key}: the header names column {column!r} more "
+                             "than once")
         return frame[column]
     if not 0 <= column < frame.shape[1]:
         raise InputError(f"{path}: data.{key}: column index {column} out of range "

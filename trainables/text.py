@@ -118,7 +118,10 @@ def load_model(prepared: TextData):
 
 def save_model(prepared: TextData, model_state: dict[str, Any], folder: Path) -> None:
     """A ``save_pretrained`` folder (weights, config with id2label/label2id, tokenizer) that
-    ``AutoModelForSequenceClassification.from_pretrained(folder)`` loads."""
+    ``AutoModelForSequenceClassification.from_pretrained(folder)`` loads.
+
+    The files are written in place: give a fresh folder and rename it when this returns, as
+    ``autoft train`` does (``.NAME.partial``), so that no reader sees half a model."""
     from transformers import AutoTokenizer
 
     model = load_model(prepared)

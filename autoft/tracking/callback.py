@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from autoft.core.trials import error_line, trial_status
-from autoft.tracking.tags import ERROR_TAG, ROLE_TAG, SEARCH_ID_TAG, STATUS_TAG, TRIAL_TAG
+from autoft.tracking.tags import (
+    CONFIRMS_TAG,
+    ERROR_TAG,
+    ROLE_TAG,
+    SEARCH_ID_TAG,
+    STATUS_TAG,
+    TRIAL_TAG,
+)
 from autoft.tracking.writer import MlflowWriter, shared_writer
 from trainables.api import split_trial_config
 
@@ -34,12 +41,14 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 PARENT = "parent"
+#: Run keys of the confirmation retrains (:meth:`MlflowTrackingCallback.log_confirmation`).
+CONFIRM_PREFIX = "confirm:"
 #: Why a child run has no trial in the experiment: Ray saves its experiment state every few
 #: seconds, so a trial started just before the driver died is unknown to the restored search.
 LOST_ERROR = ("lost: the driver stopped before Ray recorded this trial; the resumed search "
               "sampled a new trial in its place")
 # Logged per epoch besides the search metric (``eval_<metric>``); other result keys are Ray's.
-EPOCH_METRICS = ("train_loss", "lr", "epoch_time_s")
+EPOCH_METRICS = ("train_loss", "eval_loss", "lr", "epoch_time_s")
 
 
 def flatten_params(values: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
@@ -182,11 +191,33 @@ class MlflowTrackingCallback(Callback):
         """Log a metric of the search (``best_eval_<metric>``) on the parent run."""
         self._parent().log_metrics(PARENT, {key: value}, step)
 
+    def set_parent_tags(self, tags: Mapping[str, str]) -> None:
+        """Tag the parent run (which trial the search chose, and why)."""
+        self._parent().set_tags(PARENT, tags)
+
     def log_parent_artifacts(self, paths: Iterable[str | os.PathLike[str]],
                              artifact_path: str | None = None) -> None:
         """Upload files (config, space, ``best_config.yaml``, ``trials.csv``, plots) to the
         parent run; they are read when the writer gets to them, so leave them in place."""
         self._parent().log_artifacts(PARENT, paths, artifact_path)
+
+    def log_confirmation(self, key: str, *, confirms: str, params: Mapping[str, Any],
+                         epochs: list[Mapping[str, float]], error: str | None) -> None:
+        """One retrain of trial ``confirms`` with another seed: a child run tagged
+        ``autoft.role=confirm`` with its params, per-epoch metrics and status (once per key)."""
+        writer = self._parent()
+        run_key = f"{CONFIRM_PREFIX}{key}"
+        if writer.has_run(run_key):
+            return
+        writer.create_run(run_key, run_name=f"confirm {key}", parent_key=PARENT,
+                          tags={ROLE_TAG: "confirm", CONFIRMS_TAG: confirms})
+        writer.log_params(run_key, flatten_params(params))
+        for values in epochs:
+            metrics = {k: v for k, v in values.items() if k in (*EPOCH_METRICS, self.metric)}
+            writer.log_metrics(run_key, metrics, result_epoch(values))
+        writer.set_tags(run_key, {STATUS_TAG: "failed" if error else "completed",
+                                  **({ERROR_TAG: error} if error else {})})
+        writer.set_terminated(run_key, "FAILED" if error else "FINISHED")
 
     def parent_run_id(self, timeout: float = 30.0) -> str | None:
         """The parent's MLflow run id, waiting up to ``timeout`` s for its creation."""
@@ -204,17 +235,27 @@ class MlflowTrackingCallback(Callback):
         save of the experiment state; the resumed search never reports to it again.
         """
         writer = self._parent()
-        lost = sorted(writer.keys() - {PARENT, *trial_ids})
+        lost = sorted(key for key in writer.keys() - {PARENT, *trial_ids}
+                      if not key.startswith(CONFIRM_PREFIX))
         for trial_id in lost:
             writer.set_tags(trial_id, {STATUS_TAG: "failed", ERROR_TAG: LOST_ERROR})
             writer.set_terminated(trial_id, "FAILED")
         return lost
 
+    @property
+    def experiment_id(self) -> str | None:
+        """The MLflow experiment's id, once the store has answered (also after :meth:`finish`)."""
+        return None if self._writer is None else self._writer.experiment_id
+
+    def unsent(self) -> int:
+        """Tracking operations not sent yet (after :meth:`finish`: left for ``autoft sync``)."""
+        return 0 if self._writer is None else self._writer.unsent()
+
     def finish(self, status: str = "FINISHED", timeout: float = 60.0) -> str | None:
         """End the parent run with ``status`` and drain the writer for up to ``timeout`` s.
 
         Returns the parent run id (None if the store never answered; what was not sent stays
-        in the spool for the next ``autoft resume``).
+        in the spool for ``autoft sync`` or the next ``autoft resume``).
         """
         writer = self._parent()
         writer.set_terminated(PARENT, status)

@@ -7,3 +7,7 @@ TRIAL_TAG = "autoft.trial_id"
 #: ``completed``, ``pruned`` or ``failed`` (:func:`autoft.core.trials.trial_status`).
 STATUS_TAG = "autoft.status"
 ERROR_TAG = "autoft.error"
+#: On a confirmation retrain: the trial whose configuration it trains with another seed.
+CONFIRMS_TAG = "autoft.confirms"
+#: On the parent run: which trial the search chose, and why.
+SELECTION_TAG = "autoft.selection"

@@ -49,6 +49,9 @@ CLIENT_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQU
                        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+#: Tags of an experiment this writer creates: MLflow 3's UI shows it as model training, not as
+#: a GenAI app (design.md, "Tracking layout").
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 SPOOL_FILE = "spool.sqlite3"
 
 
@@ -91,10 +94,14 @@ def _short(exc: BaseException) -> str:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """Whether retrying can help: the store is down, busy or timing out (not a rejected call)."""
+    """Whether the operation should wait in the spool: the store is down, busy, timing out or
+    refusing this client (401, 403: credentials can be fixed and ``autoft sync`` run), or the
+    address is not an MLflow server (404 on its REST API). Only an operation MLflow itself
+    rejects (a bad value, a run that does not exist) is dropped."""
     if isinstance(exc, MlflowException):
         status = exc.get_http_status_code()
-        return status >= 500 or status in (408, 429)
+        return (status >= 500 or status in (401, 403, 408, 429)
+                or exc.error_code == "ENDPOINT_NOT_FOUND")
     return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
 
 
@@ -237,14 +244,14 @@ class MlflowWriter:
         with self._cond:
             return self._stop_at is not None
 
+    @property
+    def experiment_id(self) -> str | None:
+        """The MLflow experiment's id, once the store has answered (else None)."""
+        return self._experiment_id
+
     def unsent(self) -> int:
         """Operations not applied yet; after :meth:`close`, those left for the next writer."""
         return self._spool.unsent()
-
-    @property
-    def pending(self) -> int:
-        """The same as :meth:`unsent`."""
-        return self.unsent()
 
     def run_id(self, key: str, timeout: float = 30.0) -> str | None:
         """The MLflow run id of ``key``, waiting up to ``timeout`` s for its creation."""
@@ -363,7 +370,8 @@ class MlflowWriter:
         if self._experiment_id is None:
             found = self._client.get_experiment_by_name(self.experiment_name)
             self._experiment_id = found.experiment_id if found is not None else (
-                self._client.create_experiment(self.experiment_name, self._artifact_location))
+                self._client.create_experiment(self.experiment_name, self._artifact_location,
+                                               tags=EXPERIMENT_TAGS))
         kind = op["op"]
         if kind == "create_run":
             return op["key"], self._apply_create(op)

@@ -19,9 +19,7 @@ import nevergrad as ng
 import numpy as np
 import optuna
 from ray.tune.schedulers import (
-    ASHAScheduler,
     FIFOScheduler,
-    HyperBandScheduler,
     TrialScheduler,
 )
 from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
@@ -34,7 +32,9 @@ from autoft.core.errors import InputError
 from autoft.core.space import SearchSpace
 from autoft.tuning.numbering import NumberedPBT, NumberedSearcher, numbered_points
 from autoft.tuning.space_adapters import define_by_run, nevergrad_space, tune_mutations
+from autoft.tuning.tie_break import TieBreakingASHA, TieBreakingHyperBand
 from autoft.tuning.trial import trial_context
+from autoft.tuning.warm_start import warm_start_points
 
 #: Hyperparameters PBT perturbs: the learning rate and the schedule's shape (the rest changes
 #: what a checkpoint means, e.g. the blocks of the optimizer's groups).
@@ -57,9 +57,13 @@ def make_sampler(algorithm: str, seed: int, space: SearchSpace, popsize: int | N
     PaddleHub's ``hazero`` did.
     """
     if algorithm == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          constant_liar=True,
-                                          n_startup_trials=tpe_startup_trials(num_samples))
+        with warnings.catch_warnings():
+            # multivariate and group are "experimental" in Optuna since 2.x; they are what
+            # handles the space's conditional parameters.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                              constant_liar=True,
+                                              n_startup_trials=tpe_startup_trials(num_samples))
     if algorithm == "cmaes":
         x0 = dict(space.initial_points[0]) if space.initial_points else None
         with warnings.catch_warnings():
@@ -79,11 +83,14 @@ def make_sampler(algorithm: str, seed: int, space: SearchSpace, popsize: int | N
 
 
 def initial_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
-    """The first trials: the space's own (PaddleHub init_values), then points_to_evaluate."""
-    points = [dict(p) for p in space.initial_points] + list(config.search.points_to_evaluate)
-    for i, point in enumerate(points):
+    """The first trials: the space's own (PaddleHub init_values), the warm start
+    (:mod:`autoft.tuning.warm_start`), then ``points_to_evaluate``."""
+    warm = warm_start_points(config, space)
+    for i, point in enumerate(warm if isinstance(config.search.warm_start, list) else []):
+        space.check_point(point, f"search.warm_start[{i}]")
+    for i, point in enumerate(config.search.points_to_evaluate):
         space.check_point(point, f"search.points_to_evaluate[{i}]")
-    return points
+    return [dict(p) for p in space.initial_points] + warm + list(config.search.points_to_evaluate)
 
 
 def make_search_alg(config: Config, space: SearchSpace,
@@ -159,19 +166,20 @@ def _particle_swarm(config: Config, space: SearchSpace, metric: str,
 def make_scheduler(config: Config, space: SearchSpace) -> TrialScheduler:
     """The trial scheduler over epochs (``training_iteration`` counts reported epochs).
 
-    Metric and mode come from the Tuner; Ray refuses them twice.
+    Metric and mode come from the Tuner; Ray refuses them twice. ASHA and HyperBand order
+    trials of equal score by their evaluation loss (:mod:`autoft.tuning.tie_break`).
     """
     settings = config.search
     max_t = config.num_epochs
     if settings.scheduler == "fifo":
         return FIFOScheduler()
     if settings.scheduler == "asha":
-        return ASHAScheduler(time_attr="training_iteration",
-                             max_t=max_t, grace_period=min(settings.grace_period, max_t),
-                             reduction_factor=settings.reduction_factor)
+        return TieBreakingASHA(time_attr="training_iteration",
+                               max_t=max_t, grace_period=min(settings.grace_period, max_t),
+                               reduction_factor=settings.reduction_factor)
     if settings.scheduler == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration",
-                                  max_t=max_t, reduction_factor=settings.reduction_factor)
+        return TieBreakingHyperBand(time_attr="training_iteration",
+                                    max_t=max_t, reduction_factor=settings.reduction_factor)
     mutable = [name for name in PBT_MUTABLE if name in space.names]
     if not mutable:
         raise InputError(f"search.scheduler: pbt needs one of {', '.join(PBT_MUTABLE)} "
@@ -182,13 +190,24 @@ def make_scheduler(config: Config, space: SearchSpace) -> TrialScheduler:
                        custom_explore_fn=space.clip)
 
 
-def describe_strategy(config: Config) -> str:
-    """One line for ``autoft validate``: how trials are chosen and stopped."""
+def describe_strategy(config: Config, space: SearchSpace) -> str:
+    """For ``autoft validate``: how trials are chosen and stopped, the first trials, and how
+    the best is confirmed."""
     settings = config.search
     if settings.scheduler == "pbt":
-        return (f"PBT over {settings.num_samples} trials; the initial population is sampled "
-                "from the space up front and run by Ray's BasicVariantGenerator (Ray refuses a "
-                "search algorithm with PBT), every parameter in every trial (conditions are "
-                f"not applied); PBT perturbs {', '.join(PBT_MUTABLE)} where searched")
-    return (f"Optuna {settings.algorithm} via OptunaSearch, {settings.scheduler} scheduler, "
-            f"{settings.num_samples} trials, at most {settings.max_concurrent} at once")
+        chosen = (f"PBT over {settings.num_samples} trials; the initial population is sampled "
+                  "from the space up front and run by Ray's BasicVariantGenerator (Ray refuses a "
+                  "search algorithm with PBT), every parameter in every trial (conditions are "
+                  f"not applied); PBT perturbs {', '.join(PBT_MUTABLE)} where searched")
+    else:
+        chosen = (f"Optuna {settings.algorithm} via OptunaSearch, {settings.scheduler} "
+                  f"scheduler, {settings.num_samples} trials, at most {settings.max_concurrent} "
+                  "at once")
+    first = initial_points(config, space)
+    lines = [chosen, f"first trials: {len(first)} given or warm-start point(s)"
+             + "".join(f"\n  {point}" for point in first)]
+    confirm = settings.confirmation
+    lines.append("confirm: off" if confirm is None else
+                 f"confirm: the best {confirm.top_k} trained again with {confirm.seeds} new "
+                 "seed(s) each; the best mean over seeds is exported")
+    return "\n".join(lines)

@@ -7,11 +7,12 @@ prepared once here and shipped to every trial through Ray's object store.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,20 @@ from ray import tune
 
 from autoft.core.config import Config
 from autoft.core.errors import InputError
+from autoft.core.files import write_text_atomic
 from autoft.core.space import SearchSpace, load_space
 from autoft.tracking import MlflowTrackingCallback
+from autoft.tracking.store import check_store, runs_url
+from autoft.tracking.tags import SELECTION_TAG
 from autoft.tuning.algorithms import make_scheduler, make_search_alg, pbt_param_space
-from autoft.tuning.export import EXPERIMENT_CONFIG, best_config, dump_config, save_experiment_config
+from autoft.tuning.confirm import Confirmed, Retrain, chosen, run_retrains, still_to_run
+from autoft.tuning.console import ConsoleCallback
+from autoft.tuning.experiment import EXPERIMENT_CONFIG, create_experiment
+from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
 from autoft.tuning.numbering import with_trial_slot
 from autoft.tuning.plots import write_plots
 from autoft.tuning.results import TrialRecord, best_trial, load_trials, trials_frame
+from autoft.tuning.retries import NoRetryForLastingFailures
 from autoft.tuning.trial import run_trial, trial_name
 from trainables import load_trainable
 from trainables.registry import check_config
@@ -36,7 +44,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SearchResult:
-    """What ``autoft search`` prints at the end."""
+    """What a search found and where it is recorded."""
 
     experiment_dir: Path
     trials: list[TrialRecord]
@@ -44,16 +52,58 @@ class SearchResult:
     parent_run_id: str | None
     best_config_path: Path | None
     tracking_uri: str
+    #: The experiment's runs view in the MLflow UI (None while the store never answered).
+    runs_url: str | None = None
+    #: Tracking operations still in the spool, for ``autoft sync`` to send.
+    unsent: int = 0
+    #: ``autoft resume`` of a search that had finished: nothing ran.
+    already_finished: bool = False
+    #: The top trials retrained with other seeds, best mean first (``best`` is the first).
+    confirmed: list[Confirmed] = field(default_factory=list)
+    #: Why ``best`` was chosen, when it was chosen by its mean over seeds.
+    selection: str | None = None
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the search: its parent run is KILLED and ``autoft resume`` continues it."""
+
+    def __init__(self, experiment_dir: Path) -> None:
+        super().__init__(str(experiment_dir))
+        self.experiment_dir = experiment_dir
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A search checked end to end (config, space, fixed values, searcher, scheduler, tracking
+    store) before anything is written; ``autoft validate`` stops here."""
+
+    config: Config
+    space: SearchSpace
+    search_alg: Any
+    scheduler: Any
 
 
 def load_search_space(config: Config) -> SearchSpace:
     """The config's space, checked against the hyperparameters its trainable understands."""
     if config.space is None:
         raise InputError(f"{config.source or 'config'}: space: required for a search")
-    space = load_space(config.space, str(config.space) if isinstance(config.space, Path)
-                       else f"{config.source or 'config'}: space")
-    check_config(config, space.names)
+    source = (str(config.space) if isinstance(config.space, Path)
+              else f"{config.source or 'config'}: space")
+    space = load_space(config.space, source)
+    check_config(config, space.names, source)
     return space
+
+
+def plan_search(config: Config) -> SearchPlan:
+    """Every check a search makes before it writes anything (design.md, CLI: ``validate``)."""
+    space = load_search_space(config)
+    try:
+        plan = SearchPlan(config, space, make_search_alg(config, space, config.metric_key),
+                          make_scheduler(config, space))
+    except InputError as exc:  # their messages name the key; say which file it is in
+        raise InputError(f"{config.source or 'config'}: {exc}") from None
+    check_store(config.tracking_uri, f"{config.source or 'config'}: tracking.uri")
+    return plan
 
 
 @contextmanager
@@ -107,16 +157,21 @@ def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
     )
 
 
-def _tuner(config: Config, space: SearchSpace, prepared: Any,
-           tracking: MlflowTrackingCallback) -> tune.Tuner:
-    metric = config.metric_key
+def _callbacks(config: Config, tracking: MlflowTrackingCallback) -> list[tune.Callback]:
+    return [tracking, ConsoleCallback(config.metric_key, config.num_epochs),
+            NoRetryForLastingFailures()]
+
+
+def _tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallback,
+           verbose: bool) -> tune.Tuner:
+    config = plan.config
     return tune.Tuner(
         _trainable(config, prepared),
-        param_space=with_trial_slot(pbt_param_space(config, space)),
+        param_space=with_trial_slot(pbt_param_space(config, plan.space)),
         tune_config=tune.TuneConfig(
-            metric=metric, mode="max",
-            search_alg=make_search_alg(config, space, metric),
-            scheduler=make_scheduler(config, space),
+            metric=config.metric_key, mode="max",
+            search_alg=plan.search_alg,
+            scheduler=plan.scheduler,
             num_samples=config.search.num_samples,
             # A trial starts in the actor its predecessor ran in: no process start, and torch,
             # timm and transformers stay imported (8 short trials: 42.5 s of gaps fell to 0.4 s,
@@ -132,56 +187,133 @@ def _tuner(config: Config, space: SearchSpace, prepared: Any,
             # PBT restores one trial from another's checkpoint while that one trains on: keep all.
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=None if config.search.scheduler == "pbt" else 1),
-            callbacks=[tracking],
-            verbose=1,
+            callbacks=_callbacks(config, tracking),
+            verbose=2 if verbose else 0,
         ),
     )
 
 
-def run_search(config: Config, *, resume: bool = False) -> SearchResult:
-    """Run (or, with ``resume``, continue) the search ``config`` describes, to the end."""
-    space = load_search_space(config)
+def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -> SearchResult:
+    """Run (or, with ``resume``, continue) the search ``config`` describes, to the end, then
+    its confirmation retrains (:mod:`autoft.tuning.confirm`).
+
+    Everything is checked before anything is written; the experiment folder is then made
+    exclusively. Ctrl-C raises :class:`SearchInterrupted` once the parent run is marked KILLED;
+    no best config is written then.
+    """
+    plan = plan_search(config)
     experiment_dir = config.experiment_dir
-    if not resume and (experiment_dir / EXPERIMENT_CONFIG).exists():
-        raise InputError(f"{experiment_dir} already holds a search: continue it with "
-                         f"`autoft resume {experiment_dir}`, or change name or storage")
+    tracking = _tracking(config, plan.space)
+    trials_done = False
+    if resume:
+        trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
+        trials_done = is_finished(trials, config.search.num_samples)
+        if trials_done and not still_to_run(config, trials):
+            return _result(config, tracking, trials, already_finished=True)
     trainable = load_trainable(config.trainable)
     prepared = trainable.prepare(config)
-    tracking = _tracking(config, space)
+    # Ctrl-C raises KeyboardInterrupt here instead of Ray's own stop-and-return, so that an
+    # interrupted search is never taken for a finished one.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    if not verbose:  # Ray's newer console output prints its boxed header at any verbosity
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with ray_session(config.ray.address):
         if not resume:  # only once Ray is up: a failed join leaves no half-made experiment
-            save_experiment_config(config, experiment_dir)
-        if resume:
-            tuner = tune.Tuner.restore(str(experiment_dir), trainable=_trainable(config, prepared),
-                                       resume_unfinished=True, resume_errored=True)
-        else:
-            tuner = _tuner(config, space, prepared, tracking)
-        tuner.fit()
-    return finish_search(config, space, tracking)
+            create_experiment(config)
+        try:
+            if not trials_done:
+                _search_tuner(plan, prepared, tracking, resume, verbose).fit()
+            trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
+            run_retrains(config, prepared, still_to_run(config, trials),
+                         functools.partial(_track_retrain, tracking, config))
+        except KeyboardInterrupt:
+            tracking.finish("KILLED", timeout=10)
+            raise SearchInterrupted(experiment_dir) from None
+    return finish_search(config, plan.space, tracking)
+
+
+def _search_tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallback,
+                  resume: bool, verbose: bool) -> tune.Tuner:
+    config = plan.config
+    if resume:
+        return tune.Tuner.restore(str(config.experiment_dir),
+                                  trainable=_trainable(config, prepared),
+                                  resume_unfinished=True, resume_errored=False)
+    return _tuner(plan, prepared, tracking, verbose)
+
+
+def _track_retrain(tracking: MlflowTrackingCallback, config: Config, retrain: Retrain) -> None:
+    key = f"{retrain.trial_id}-seed{retrain.seed}"
+    print(f"confirm {retrain.trial_id} seed {retrain.seed}: "
+          + (f"{config.metric_key}={retrain.score:.4g}" if retrain.error is None
+             else f"failed: {retrain.error}"), flush=True)
+    tracking.log_confirmation(key, confirms=retrain.trial_id,
+                              params={"seed": retrain.seed, "confirms": retrain.trial_id},
+                              epochs=retrain.epochs, error=retrain.error)
+
+
+def is_finished(trials: list[TrialRecord], num_samples: int) -> bool:
+    """Whether a search ran all its trials to an end (completed, pruned or failed)."""
+    return len(trials) >= num_samples and all(t.status != "running" for t in trials)
+
+
+def selection_text(metric: str, trials: list[TrialRecord],
+                   confirmations: list[Confirmed]) -> str:
+    """Why the exported best is the one it is (console, parent run tag)."""
+    pick, single = confirmations[0], best_trial(trials)
+    text = (f"{pick.trial.name}: best mean {metric} {pick.mean:.4f} ± {pick.std:.4f} over "
+            f"{len(pick.scores)} seeds (its own trial {pick.trial.score:.4f})")
+    if single is not None and single.trial_id != pick.trial.trial_id:
+        text += f"; the best single trial, {single.name} ({single.score:.4f}), averaged lower"
+    return text
 
 
 def finish_search(config: Config, space: SearchSpace,
                   tracking: MlflowTrackingCallback) -> SearchResult:
     """Write best config, trials.csv and plots, and log them to the parent run."""
     experiment_dir = config.experiment_dir
-    trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
-    best = best_trial(trials)
+    metric = config.metric_key
+    trials = load_trials(experiment_dir, metric, config.num_epochs)
+    best, confirmations = chosen(config, trials)
     artifacts = [experiment_dir / EXPERIMENT_CONFIG]
+    frame = trials_frame(trials, metric)
+    for column, value in (("seeds", lambda c: len(c.scores)), ("seed_mean", lambda c: c.mean),
+                          ("seed_std", lambda c: c.std)):
+        by_trial = {c.trial.trial_id: value(c) for c in confirmations}
+        frame[column] = frame["trial_id"].map(by_trial)
     trials_csv = experiment_dir / "trials.csv"
-    trials_frame(trials, config.metric_key).to_csv(trials_csv, index=False)
+    frame.to_csv(trials_csv, index=False)
     artifacts.append(trials_csv)
-    best_path = None
     if best is not None:
-        best_path = experiment_dir / "best_config.yaml"
-        best_path.write_text(dump_config(best_config(config, best)), encoding="utf-8")
+        best_path = write_text_atomic(experiment_dir / BEST_CONFIG,
+                                      dump_config(best_config(config, best)))
         artifacts.append(best_path)
-        tracking.log_parent_metric(f"best_{config.metric_key}", best.score)
-    artifacts += write_plots(trials, space, config.metric_key, experiment_dir / "plots")
+        tracking.log_parent_metric(f"best_{metric}", best.score)
+    if confirmations:
+        tracking.log_parent_metric(f"best_{metric}_mean", confirmations[0].mean)
+        tracking.log_parent_metric(f"best_{metric}_std", confirmations[0].std)
+        tracking.set_parent_tags({SELECTION_TAG: selection_text(metric, trials, confirmations)})
+    artifacts += write_plots(trials, space, metric, experiment_dir / "plots")
     tracking.log_parent_artifacts(artifacts)
     lost = tracking.mark_lost_trials(trial.trial_id for trial in trials)
     if lost:
         log.warning("MLflow runs of trials lost when the driver stopped, marked failed: %s",
                     ", ".join(lost))
+    return _result(config, tracking, trials)
+
+
+def _result(config: Config, tracking: MlflowTrackingCallback, trials: list[TrialRecord],
+            already_finished: bool = False) -> SearchResult:
+    """End the parent run, drain the tracking, and say what the search found."""
     parent_run_id = tracking.finish()
-    return SearchResult(experiment_dir, trials, best, parent_run_id, best_path,
-                         config.tracking_uri)
+    best_path = config.experiment_dir / BEST_CONFIG
+    experiment_id = tracking.experiment_id
+    best, confirmations = chosen(config, trials)
+    return SearchResult(
+        config.experiment_dir, trials, best, parent_run_id,
+        best_path if best_path.is_file() else None, config.tracking_uri,
+        runs_url=None if experiment_id is None else runs_url(config.tracking_uri, experiment_id),
+        unsent=tracking.unsent(), already_finished=already_finished,
+        confirmed=confirmations,
+        selection=selection_text(config.metric_key, trials, confirmations) if confirmations
+        else None)

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 from autoft.core.config import Config
 from autoft.tracking import MlflowWriter
+from autoft.tracking.store import check_store
 from autoft.tracking.tags import ROLE_TAG
 from trainables import TrialContext, load_trainable
 from trainables.hparams import parse_hparams
@@ -65,19 +67,27 @@ class TrainReporter:
 
 
 def _save(trainable: Any, prepared: Any, state: dict[str, Any], model_dir: Path) -> None:
-    """Save into a sibling folder first, then swap it in: an old model survives a failure."""
-    partial = model_dir.with_name(f".{model_dir.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    trainable.save_model(prepared, state["model"], partial)
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    partial.rename(model_dir)
+    """Save into a fresh sibling folder, then swap it in: an old model is replaced only by a
+    complete new one, and two trainings never share a half-written folder."""
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}."))
+    try:
+        trainable.save_model(prepared, state["model"], partial)
+        if model_dir.exists():
+            old = model_dir.with_name(f"{partial.name}.old")
+            model_dir.rename(old)
+            partial.rename(model_dir)
+            shutil.rmtree(old)
+        else:
+            partial.rename(model_dir)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def train(config: Config, output_dir: Path | None = None) -> TrainResult:
     """Fine-tune once with ``config.fixed``, log to MLflow, save the model; see the module doc."""
     check_config(config)
+    check_store(config.tracking_uri)
     trainable = load_trainable(config.trainable)
     hparams = dict(config.fixed)
     params = (parse_hparams(hparams, config.trainable).model_dump() if typed_hparams(config)

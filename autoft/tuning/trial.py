@@ -2,6 +2,13 @@
 
 Each epoch is reported with ``tune.report`` and a checkpoint holding the trainable's state, so a
 trial that dies (a node lost, a PBT exploit) restarts from its last epoch instead of from zero.
+
+Checkpoints live in shared storage, and unpickling one may run any code it names, so they are
+read with ``torch.load(weights_only=True)``: a state may hold only tensors and plain values
+(str, int, float, bool, None) in dicts, lists and tuples, as the built-in trainables' state does
+(model, optimizer and scheduler state dicts; RNG states as tensors and tuples of ints). A user
+function's state too: one holding anything else (a numpy array, an object of its own) fails the
+trial at the epoch that reports it, not later, when it would be restored.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import torch
 from ray import tune
 
 from autoft.core.config import Config
+from autoft.tuning.retries import fail_if_marked
 from trainables import TrialContext, load_trainable
-from trainables.api import split_trial_config
+from trainables.api import TrialFailed, split_trial_config
 
 STATE_FILE = "state.pt"
 
@@ -33,7 +41,7 @@ class TuneReporter:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as folder:
-            return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+            return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
 
     def report(self, metrics: dict[str, float], state: dict[str, Any] | None = None) -> None:
         if state is None:
@@ -41,7 +49,17 @@ class TuneReporter:
             return
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, Path(folder) / STATE_FILE)
+            _check_loadable(Path(folder) / STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _check_loadable(path: Path) -> None:
+    """Refuse a saved state that :meth:`TuneReporter.restore` would refuse to load."""
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    if unsafe:
+        raise TrialFailed(f"the reported state holds {', '.join(unsafe)}: a checkpoint may hold "
+                          "only tensors and str, int, float, bool, None in dicts, lists and "
+                          "tuples (torch.load weights_only=True)")
 
 
 def trial_context(config: Config, index: int, sampled: Mapping[str, Any]) -> TrialContext:
@@ -66,6 +84,7 @@ def trial_name(trial: Any) -> str:
 def run_trial(config_of_trial: dict[str, Any], *, config: Config, prepared: Any) -> None:
     """The Ray Tune function trainable: fine-tune with the sampled hyperparameters."""
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
+    fail_if_marked(config_of_trial)
     sampled, context = split_trial_config(config_of_trial)
     if context is None:
         raise RuntimeError("a trial without its autoft context: started outside autoft's driver")

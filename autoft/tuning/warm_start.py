@@ -1,0 +1,70 @@
+"""Warm starts: a search's first trials are the baseline and what the study found good.
+
+The baseline (a constant rate, no strategy, the trainable's default rate) makes sure the search
+is never worse than not tuning; the study's points (benchmarks/results/README.md) start the
+sampler where fine-tuning strategies paid off for the kind of task: warm-up 0.1 with decay to 0
+beat the baseline on every CoLA seed (+0.037 MCC) and STLR 0.1 gained +0.018; gradual
+unfreezing of 3 blocks gained +0.02 on ants/bees at 3 epochs (and every strategy lost at 1).
+They reach the sampler as Optuna's enqueued trials (``points_to_evaluate``), so it learns from
+them like from any other trial.
+
+Each point keeps only what the space can hold: a parameter the space does not search, or a
+value outside its range, is left to the sampler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from autoft.core.config import Config
+from autoft.core.space import SearchSpace
+from trainables.hparams import DEFAULT_LEARNING_RATE
+from trainables.registry import typed_hparams
+
+#: No strategy: the rate stays constant and every layer trains from the start.
+BASELINE: dict[str, Any] = {"lr_schedule": "constant", "dis_blocks": 0, "frz_blocks": 0,
+                            "l2sp_alpha": 0.0}
+
+
+def study_points(trainable: str, num_epochs: int) -> list[dict[str, Any]]:
+    """What the study found better than the baseline for ``trainable``'s kind of task."""
+    if trainable == "text":
+        return [{"lr_schedule": "warmup_linear", "warmup_proportion": 0.1, "end_lr_ratio": 0.0},
+                {"lr_schedule": "stlr", "cut_frac": 0.1}]
+    if trainable == "image" and num_epochs >= 3:
+        return [{"frz_blocks": 3}]
+    return []
+
+
+def within(space: SearchSpace, point: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``point`` the space searches and can hold, conditions respected.
+
+    >>> from autoft.core.space import load_space
+    >>> space = load_space({"lr_schedule": {"type": "categorical", "choices": ["constant"]},
+    ...                     "dis_blocks": {"type": "int", "low": 1, "high": 3}})
+    >>> within(space, {"lr_schedule": "constant", "dis_blocks": 0, "frz_blocks": 0})
+    {'lr_schedule': 'constant'}
+    """
+    params = {param.name: param for param in space.params}
+    held = {name: value for name, value in point.items()
+            if name in params and params[name].problem(value) is None}
+    return {name: value for name, value in held.items() if params[name].is_active(held)}
+
+
+def warm_start_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
+    """The first trials ``search.warm_start`` asks for: ``study`` (the baseline, then the
+    study's points, for the built-in fine-tunes), ``none``, or the listed points as given."""
+    setting = config.search.warm_start
+    if isinstance(setting, list):
+        return [dict(point) for point in setting]
+    if setting == "none" or not typed_hparams(config):
+        return []
+    baseline = {**BASELINE, "learning_rate": DEFAULT_LEARNING_RATE[config.trainable]}
+    points: list[dict[str, Any]] = []
+    for point in [baseline, *({**baseline, **study}
+                              for study in study_points(config.trainable, config.num_epochs))]:
+        kept = within(space, point)
+        if kept and kept not in points:
+            points.append(kept)
+    return points
