@@ -36,6 +36,7 @@ class Retrain:
     """One retrain of a top trial's configuration with another seed."""
 
     trial_id: str
+    name: str
     seed: int
     score: float | None
     epochs: list[dict[str, float]]
@@ -131,9 +132,10 @@ def run_retrains(config: Config, prepared: Any, work: list[tuple[TrialRecord, in
         try:
             epochs = ray.get(ready)
             score = epochs[-1].get(config.metric_key) if epochs else None
-            retrain = Retrain(trial.trial_id, seed, score, epochs)
+            retrain = Retrain(trial.trial_id, trial.name, seed, score, epochs)
         except Exception as exc:  # noqa: BLE001 -- a failed retrain is recorded, not fatal
-            retrain = Retrain(trial.trial_id, seed, None, [], error_line(str(exc)))
+            retrain = Retrain(trial.trial_id, trial.name, seed, None, [],
+                              error_line(str(exc)))
         retrains.append(retrain)
         _record(config.experiment_dir, retrains)
         on_done(retrain)

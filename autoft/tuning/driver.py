@@ -243,8 +243,8 @@ def _search_tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallb
 
 
 def _track_retrain(tracking: MlflowTrackingCallback, config: Config, retrain: Retrain) -> None:
-    key = f"{retrain.trial_id}-seed{retrain.seed}"
-    print(f"confirm {retrain.trial_id} seed {retrain.seed}: "
+    key = f"{retrain.name}-seed{retrain.seed}"
+    print(f"{retrain.name} seed {retrain.seed} (confirm): "
           + (f"{config.metric_key}={retrain.score:.4g}" if retrain.error is None
              else f"failed: {retrain.error}"), flush=True)
     tracking.log_confirmation(key, confirms=retrain.trial_id,
