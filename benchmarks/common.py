@@ -15,16 +15,13 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -35,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402  (after HF_HUB_OFFLINE)
 
 from autoft.core.config import Config, config_from_mapping, read_yaml  # noqa: E402
+from benchmarks.locks import locked  # noqa: E402
 from trainables import TrialContext, load_trainable  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,7 +160,7 @@ def fit_cached(task_name: str, hparams: Mapping[str, Any], *,
               "seconds": round(time.perf_counter() - start, 1), "torch_threads": cpu,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with _locked("runs"), RUNS_FILE.open("a", encoding="utf-8") as out:
+    with locked("runs"), RUNS_FILE.open("a", encoding="utf-8") as out:
         out.write(json.dumps(record) + "\n")
     print(f"[{task_name}] {json.dumps(dict(hparams), sort_keys=True)} -> "
           f"{record['score']:.4f} in {record['seconds']:.0f}s", flush=True)
@@ -202,20 +200,9 @@ def machine_markdown(info: Mapping[str, Any] | None = None) -> str:
     return "\n".join(f"- {key}: {value}" for key, value in info.items())
 
 
-@contextmanager
-def _locked(name: str):
-    """An exclusive lock shared by every benchmark process on this machine."""
-    with (Path(tempfile.gettempdir()) / f"autoft_benchmarks_{name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def update_summary(key: str, value: Mapping[str, Any]) -> None:
     """Merge ``value`` into ``summary.json[key]``, keeping every other key as it is."""
-    with _locked("summary"):
+    with locked("summary"):
         summary = json.loads(SUMMARY_FILE.read_text()) if SUMMARY_FILE.exists() else {}
         summary[key] = {**summary.get(key, {}), **value}
         SUMMARY_FILE.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

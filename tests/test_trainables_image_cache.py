@@ -20,23 +20,13 @@ from timm.data.transforms import RandomResizedCropAndInterpolation
 
 from autoft.core.config import config_from_mapping
 from autoft.core.errors import InputError
+from tests.reporters import ListReporter
 from trainables import image, image_cache, images
 from trainables.hparams import parse_hparams
 from trainables.loop import Runtime
 
 MODEL = "test_efficientnet"  # 160 px input, crop_pct 0.95, bicubic, ImageNet mean/std
 CPU = Runtime(torch.device("cpu"), None)
-
-
-class ListReporter:
-    def __init__(self):
-        self.reports = []
-
-    def restore(self):
-        return None
-
-    def report(self, metrics, state=None):
-        self.reports.append((metrics, state))
 
 
 def make_folder(root: Path, per_class=4, classes=("ants", "bees")) -> Path:
@@ -261,7 +251,7 @@ def test_a_budget_of_zero_streams_the_files_and_says_so(tmp_path, caplog, monkey
                      "per trial: 1 on CUDA, none on CPU)"]
     reporter = ListReporter()
     final = image.fit(config, prepared, {"num_epochs": 1, "batch_size": 4}, reporter)
-    assert [m["epoch"] for m, _ in reporter.reports] == [0] and 0 <= final["eval_accuracy"] <= 1
+    assert [m["epoch"] for m in reporter.reports] == [0] and 0 <= final["eval_accuracy"] <= 1
 
 
 def test_the_cached_path_trains_and_its_model_reloads(tmp_path):
@@ -270,9 +260,9 @@ def test_the_cached_path_trains_and_its_model_reloads(tmp_path):
     reporter = ListReporter()
     final = image.fit(config, prepared, {"num_epochs": 2, "batch_size": 4, "frz_blocks": 1},
                       reporter)
-    assert [m["epoch"] for m, _ in reporter.reports] == [0, 1]
+    assert [m["epoch"] for m in reporter.reports] == [0, 1]
     assert math.isfinite(final["train_loss"]) and 0 <= final["eval_accuracy"] <= 1
-    image.save_model(prepared, reporter.reports[-1][1]["model"], tmp_path)
+    image.save_model(prepared, reporter.states[-1]["model"], tmp_path)
     model, saved = image.load_saved_model(tmp_path)
     assert saved["classes"] == ["ants", "bees"]
     assert model(torch.zeros(1, 3, 160, 160)).shape == (1, 2)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from autoft.core.config import config_from_mapping
+from tests.reporters import ListReporter
 from trainables import image, text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,17 +18,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not SHARED_DATA.exists(), reason="../shared/data (SST-2, ants/bees) is absent")]
 
 
-class Epochs:
-    def __init__(self):
-        self.reports = []
-
-    def restore(self):
-        return None
-
-    def report(self, metrics, state=None):
-        self.reports.append(metrics)
-
-
 def test_minilm_on_sst2_1000_sentences():
     """A plain loop reaches 0.82 dev accuracy here (shared/data/README.md)."""
     config = config_from_mapping(
@@ -36,7 +26,7 @@ def test_minilm_on_sst2_1000_sentences():
                   "eval": str(SHARED_DATA / "sst2" / "dev.tsv"),
                   "text_column": 1, "label_column": 0, "max_train_samples": 1000},
          "resources": {"cpu": 2}}, SHARED_DATA)
-    reporter = Epochs()
+    reporter = ListReporter()
     final = text.fit(config, text.prepare(config), {"num_epochs": 2, "learning_rate": 5e-5,
                                                     "batch_size": 16}, reporter)
     print("SST-2 dev accuracy per epoch:", [m["eval_accuracy"] for m in reporter.reports])
@@ -61,10 +51,10 @@ def test_efficientnet_lite0_on_ants_bees_needs_its_weights():
     config, prepared = hymenoptera(pretrained=True)
     assert len(prepared.train) == 245 and len(prepared.eval) == 153  # the GIF is kept
     pretrained = image.fit(config, prepared, {"num_epochs": 2, "learning_rate": 1e-4,
-                                              "batch_size": 16}, Epochs())
+                                              "batch_size": 16}, ListReporter())
     config, prepared = hymenoptera(pretrained=False)
     scratch = image.fit(config, prepared, {"num_epochs": 1, "learning_rate": 1e-4,
-                                           "batch_size": 16}, Epochs())
+                                           "batch_size": 16}, ListReporter())
     print(f"ants/bees val accuracy: {pretrained['eval_accuracy']:.4f} (2 epochs, packaged "
           f"weights), {scratch['eval_accuracy']:.4f} (1 epoch, random weights)")
     assert pretrained["eval_accuracy"] >= 0.88
