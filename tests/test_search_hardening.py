@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -136,6 +137,15 @@ def http_servers() -> Iterator[dict[str, int]]:
            "not_mlflow": servers[1].server_port}
     for server in servers:
         server.shutdown()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_trials_without_a_gpu_are_bad_input(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, resources={"cpu": 1, "gpu": 0.5})
+    for command in ("validate", "search"):
+        assert_bad_input(capsys, [command, str(path)], str(path), "resources.gpu", "no CUDA GPU")
+    assert not (tmp_path / "results").exists()
 
 
 def test_validate_takes_a_train_config_and_says_what_train_runs(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from ray import tune
 
 from autoft.core.config import Config
@@ -103,7 +104,18 @@ def plan_search(config: Config) -> SearchPlan:
     except InputError as exc:  # their messages name the key; say which file it is in
         raise InputError(f"{config.source or 'config'}: {exc}") from None
     check_store(config.tracking_uri, f"{config.source or 'config'}: tracking.uri")
+    check_gpus(config)
     return plan
+
+
+def check_gpus(config: Config) -> None:
+    """Refuse GPU trials on an embedded Ray without a GPU: Ray would keep them pending forever.
+    (A cluster, ``ray.address``, may have GPU workers that this machine lacks.)"""
+    gpu = config.resources.gpu
+    if config.ray.address is None and gpu > 0 and not torch.cuda.is_available():
+        raise InputError(f"{config.source or 'config'}: resources.gpu: {gpu:g} GPU per trial, "
+                         "but this machine has no CUDA GPU and no ray.address names a cluster "
+                         "that has (the trials would never start)")
 
 
 @contextmanager
