@@ -117,6 +117,8 @@ class SyncResult:
 def sync(experiment_dir: str | os.PathLike[str], timeout_s: float = 120.0) -> SyncResult:
     """Send what the search's tracking spool still holds to its MLflow store, re-running
     nothing; waits up to ``timeout_s`` for the store."""
+    if timeout_s < 0:
+        raise InputError(f"--timeout: must be at least 0 seconds, got {timeout_s:g}")
     config = resumable_config(Path(experiment_dir))
     check_store(config.tracking_uri)
     writer = MlflowWriter(config.tracking_uri, config.experiment_name, config.experiment_dir)

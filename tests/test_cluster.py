@@ -34,8 +34,8 @@ from mlflow.tracking import MlflowClient
 from ray.tune.search.optuna import OptunaSearch
 
 from tests.cluster import LocalRayCluster, RayNode
+from tests.mlflow_server import MlflowServer
 from tests.test_search import assert_complete_tracking, is_lost, runs_of, search_config
-from tests.test_tracking_server import MlflowServer
 
 pytestmark = pytest.mark.slow
 

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from autoft.cli import main as cli_main
 from tests.conftest import REPO
+from tests.mlflow_server import free_port
 
 SPACE = {"learning_rate": {"type": "float", "low": 1.0e-4, "high": 1.0e-3, "log": True}}
 
@@ -130,10 +131,7 @@ def http_servers() -> Iterator[dict[str, int]]:
                for status in (401, 404)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    yield {"closed": closed, "refusing": servers[0].server_port,
+    yield {"closed": free_port(), "refusing": servers[0].server_port,
            "not_mlflow": servers[1].server_port}
     for server in servers:
         server.shutdown()
@@ -216,12 +214,6 @@ def test_ctrl_c_kills_the_parent_run_claims_no_best_and_resume_finishes(tmp_path
     assert [p.info.status for p in parents] == ["FINISHED"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -250,3 +242,9 @@ def test_ui_links_the_runs_view_and_stops_its_server_on_sigterm(tmp_path: Path) 
     while listening(port):  # the server went with autoft ui
         assert time.monotonic() < deadline, "the MLflow server still listens"
         time.sleep(0.5)
+
+
+def test_sync_names_a_bad_timeout_and_a_folder_that_is_no_experiment(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert_bad_input(capsys, ["sync", str(tmp_path), "--timeout", "-1"], "--timeout")
+    assert_bad_input(capsys, ["sync", str(tmp_path)], str(tmp_path), "not an autoft experiment")

@@ -24,12 +24,10 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +36,11 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
+from tests.mlflow_server import MlflowServer, free_port, stop_process
 from tests.toy_trainable import quadratic
 from trainables.api import Reporter
 
 REPO = Path(__file__).resolve().parents[1]
-MLFLOW = Path(sys.executable).parent / "mlflow"
 EXPERIMENT = "pg-outage"
 NUM_TRIALS, NUM_EPOCHS = 6, 4
 EPOCH_S = 0.8  # one epoch of a trial: trials report, end and start during the outage
@@ -85,12 +83,6 @@ def _missing(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _postgres_bindir() -> Path | None:
     """Debian's newest ``/usr/lib/postgresql/<version>/bin``, else wherever PATH has initdb."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
@@ -100,23 +92,6 @@ def _postgres_bindir() -> Path | None:
     if initdb is None or not (Path(initdb).parent / "postgres").is_file():
         return None
     return Path(initdb).parent
-
-
-def _stop(process: subprocess.Popen[bytes] | None, sig: int, group: bool,
-          timeout: float = 30.0) -> None:
-    """Send ``sig`` to a child of this test (its process group with ``group``), then wait;
-    SIGKILL if it outlives ``timeout``."""
-    if process is None or process.poll() is not None:
-        return
-    send = (lambda s: os.killpg(process.pid, s)) if group else process.send_signal
-    try:
-        send(sig)
-        process.wait(timeout)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
-        process.wait(timeout)
 
 
 @dataclass
@@ -166,7 +141,7 @@ def postgres() -> Iterator[Postgres]:
                             "-E", "UTF8", "--locale", "C", "--no-sync"],
                            stdout=output, stderr=subprocess.STDOUT, cwd=folder, check=True,
                            timeout=120, **as_user)
-            port = _free_port()
+            port = free_port()
             process = subprocess.Popen(
                 [str(bindir / "postgres"), "-D", str(folder / "data"), "-k", str(folder),
                  "-h", "127.0.0.1", "-p", str(port)],
@@ -188,52 +163,13 @@ def postgres() -> Iterator[Postgres]:
             connection.execute("CREATE DATABASE mlflow")
         yield Postgres(f"postgresql://autoft:{password}@127.0.0.1:{port}/mlflow", process, log)
     finally:
-        _stop(process, signal.SIGINT, group=False)  # "fast" shutdown of the postmaster
+        stop_process(process, signal.SIGINT, group=False)  # "fast" shutdown of the postmaster
         shutil.rmtree(folder, ignore_errors=True)
-
-
-class MlflowServer:
-    """``mlflow server`` on PostgreSQL and 127.0.0.1 as a child process group, killed and started
-    again (same port, same database) by its process id."""
-
-    def __init__(self, backend_uri: str, folder: Path) -> None:
-        self.port = _free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.backend_uri = backend_uri
-        self.folder = folder
-        self.log = folder / "mlflow-server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120.0) -> None:
-        command = [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", "1", "--backend-store-uri", self.backend_uri,
-                   "--artifacts-destination", str(self.folder / "artifacts")]
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with open(self.log, "ab") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                            env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-5000:]
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"mlflow server did not answer within {timeout} s")
-
-    def kill(self) -> None:
-        """SIGKILL the whole server (uvicorn and its worker), as a crash would."""
-        _stop(self.process, signal.SIGKILL, group=True)
-
-    def stop(self) -> None:
-        _stop(self.process, signal.SIGTERM, group=True)
 
 
 @pytest.fixture
 def mlflow_server(postgres: Postgres, tmp_path: Path) -> Iterator[MlflowServer]:
-    server = MlflowServer(postgres.uri, tmp_path)
+    server = MlflowServer(tmp_path, postgres.uri)
     try:
         server.start()
         yield server
@@ -328,7 +264,7 @@ def test_search_on_postgres_loses_nothing_when_the_server_dies(
         except subprocess.TimeoutExpired:
             pytest.fail(f"the search did not end:\n{driver_log.read_text()}")
     finally:
-        _stop(driver, signal.SIGKILL, group=True)
+        stop_process(driver, signal.SIGKILL, group=True)
     output = driver_log.read_text()
     assert driver.returncode == 0, output
     print(f"postgres outage test: {time.monotonic() - started:.1f} s from the search's start; "

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,51 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from autoft.tracking.writer import MlflowWriter
+from tests.mlflow_server import MlflowServer
 
-MLFLOW = Path(sys.executable).parent / "mlflow"
 MAX_ENQUEUE_S = 0.05
-
-
-class MlflowServer:
-    """``mlflow server`` on 127.0.0.1 as a child process group, stopped and started by pid."""
-
-    def __init__(self, folder: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.folder = folder
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120.0) -> None:
-        command = [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", "1",
-                   "--backend-store-uri", f"sqlite:///{self.folder / 'db.sqlite'}",
-                   "--artifacts-destination", str(self.folder / "artifacts")]
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with open(self.folder / "server.log", "ab") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                            env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (self.folder / "server.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.25)
-        raise AssertionError(f"mlflow server did not answer within {timeout} s")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(30)
 
 
 @pytest.fixture

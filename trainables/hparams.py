@@ -68,7 +68,7 @@ def parse_hparams(values: Mapping[str, Any], trainable: str = "text",
     Unknown names and out-of-range values raise :class:`InputError` naming ``where`` and the
     parameter.
     """
-    check_hparam_names(values, f"trainable {trainable!r}")
+    check_hparam_names(values, where)
     merged = {"learning_rate": DEFAULT_LEARNING_RATE.get(trainable, 5e-5), **values}
     try:
         return HParams.model_validate(merged)

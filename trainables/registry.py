@@ -93,7 +93,6 @@ def check_config(config: Config, searched: Iterable[str] = (),
             if not getattr(config, key):
                 raise InputError(f"{where}: {key}: required for trainable {config.trainable!r}")
         check_hparam_names(searched, space_source or f"{where}: space")
-        check_hparam_names(config.fixed, f"{where}: fixed")
         parse_hparams(config.fixed, config.trainable, f"{where}: fixed")
     elif config.script is None:
         raise InputError(f"{where}: script: required for trainable {config.trainable!r}")

@@ -70,13 +70,18 @@ def result_epoch(result: Mapping[str, Any]) -> int:
     return int(result["training_iteration"]) - 1
 
 
-def trial_error(trial: Trial) -> str:
-    """The last line (the exception) of the trial's latest failure, as Ray recorded it."""
+def latest_error(trial: Trial) -> str | None:
+    """The last line (the exception) of the trial's latest failure in Ray's error file, or None
+    when Ray recorded no error text."""
     error_file = trial.error_file
     if error_file is None or not Path(error_file).is_file():
-        return "the trial failed (Ray recorded no error text)"
-    text = Path(error_file).read_text(encoding="utf-8", errors="replace")
-    return error_line(text) or "the trial failed"
+        return None
+    return error_line(Path(error_file).read_text(encoding="utf-8", errors="replace"))
+
+
+def trial_error(trial: Trial) -> str:
+    """:func:`latest_error`, or a line saying that Ray recorded none."""
+    return latest_error(trial) or "the trial failed (Ray recorded no error text)"
 
 
 def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -221,7 +221,8 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
         trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
         trials_done = is_finished(trials, config.search.num_samples)
         if trials_done and not still_to_run(config, trials):
-            return _result(config, tracking, trials, already_finished=True)
+            return _result(config, tracking, trials, *chosen(config, trials),
+                           already_finished=True)
     trainable = load_trainable(config.trainable)
     prepared = trainable.prepare(config)
     # Ctrl-C raises KeyboardInterrupt here instead of Ray's own stop-and-return, so that an
@@ -241,7 +242,7 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
         except KeyboardInterrupt:
             tracking.finish("KILLED", timeout=10)
             raise SearchInterrupted(experiment_dir) from None
-    return finish_search(config, plan.space, tracking)
+    return finish_search(config, plan.space, tracking, trials)
 
 
 def _search_tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallback,
@@ -280,12 +281,11 @@ def selection_text(metric: str, trials: list[TrialRecord],
     return text
 
 
-def finish_search(config: Config, space: SearchSpace,
-                  tracking: MlflowTrackingCallback) -> SearchResult:
+def finish_search(config: Config, space: SearchSpace, tracking: MlflowTrackingCallback,
+                  trials: list[TrialRecord]) -> SearchResult:
     """Write best config, trials.csv and plots, and log them to the parent run."""
     experiment_dir = config.experiment_dir
     metric = config.metric_key
-    trials = load_trials(experiment_dir, metric, config.num_epochs)
     best, confirmations = chosen(config, trials)
     artifacts = [experiment_dir / EXPERIMENT_CONFIG]
     frame = trials_frame(trials, metric)
@@ -311,16 +311,16 @@ def finish_search(config: Config, space: SearchSpace,
     if lost:
         log.warning("MLflow runs of trials lost when the driver stopped, marked failed: %s",
                     ", ".join(lost))
-    return _result(config, tracking, trials)
+    return _result(config, tracking, trials, best, confirmations)
 
 
 def _result(config: Config, tracking: MlflowTrackingCallback, trials: list[TrialRecord],
+            best: TrialRecord | None, confirmations: list[Confirmed],
             already_finished: bool = False) -> SearchResult:
     """End the parent run, drain the tracking, and say what the search found."""
     parent_run_id = tracking.finish()
     best_path = config.experiment_dir / BEST_CONFIG
     experiment_id = tracking.experiment_id
-    best, confirmations = chosen(config, trials)
     return SearchResult(
         config.experiment_dir, trials, best, parent_run_id,
         best_path if best_path.is_file() else None, config.tracking_uri,

@@ -12,12 +12,11 @@ training, and the trial ends failed.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from autoft.core.trials import error_line
+from autoft.tracking.callback import latest_error
 from trainables.api import TRIAL_KEY, TrialFailed
 
 #: Errors a retry cannot fix, as they end a trial's error text (``module.Class: message``).
@@ -25,27 +24,23 @@ LASTING = re.compile(r"\b(TrialFailed|InputError)\b")
 MARK = "lasting_failure"
 
 
-def lasting_failure(error_text: str | None) -> str | None:
-    """The error line when the latest failure in ``error_text`` is one a retry cannot fix.
+def lasting(error: str | None) -> bool:
+    """Whether ``error`` (an error's last line) is a failure a retry cannot fix.
 
-    >>> lasting_failure("Failure # 1\\ntrainables.api.TrialFailed: the loss is NaN")
-    'trainables.api.TrialFailed: the loss is NaN'
-    >>> lasting_failure("Failure # 1\\nray.exceptions.ActorDiedError: node lost") is None
+    >>> lasting("trainables.api.TrialFailed: the loss is NaN")
     True
+    >>> lasting("ray.exceptions.ActorDiedError: node lost")
+    False
     """
-    line = error_line(error_text)
-    return line if line is not None and LASTING.search(line) else None
+    return error is not None and LASTING.search(error) is not None
 
 
 class NoRetryForLastingFailures(Callback):
     """Marks a trial whose failure a retry cannot fix, so that its retry fails at once."""
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error_file = trial.error_file
-        if error_file is None or not Path(error_file).is_file():
-            return
-        error = lasting_failure(Path(error_file).read_text(encoding="utf-8", errors="replace"))
-        if error is not None and TRIAL_KEY in trial.config:
+        error = latest_error(trial)
+        if lasting(error) and TRIAL_KEY in trial.config:
             trial.config[TRIAL_KEY] = {**trial.config[TRIAL_KEY], MARK: error}
 
 
