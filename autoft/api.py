@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from autoft.core.config import Config, config_from_mapping, load_config
 from autoft.core.errors import InputError
+from autoft.core.files import write_text_atomic
 from autoft.core.space import SearchSpace
 from autoft.tracking.store import check_store
 from autoft.tracking.writer import MlflowWriter
@@ -32,15 +35,20 @@ from autoft.tuning.algorithms import describe_strategy
 from autoft.tuning.driver import SearchInterrupted, SearchResult, plan_search, run_search
 from autoft.tuning.experiment import resumable_config
 from autoft.tuning.export import Format, export_best
+from autoft.tuning.suggest import Suggestion, render
+from autoft.tuning.suggest import suggest as suggest_for
 from autoft.tuning.train import TrainResult
 from autoft.tuning.train import train as train_config
 from trainables import load_trainable
+from trainables.locate import infer_columns, locate
+from trainables.probe import Profile, measure
 from trainables.registry import check_config
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
 
-__all__ = ["ConfigLike", "SearchInterrupted", "SearchResult", "SyncResult", "TrainResult",
-           "Validation", "as_config", "export", "resume", "search", "sync", "train", "validate"]
+__all__ = ["ConfigLike", "SearchInterrupted", "SearchResult", "Suggested", "SyncResult",
+           "TrainResult", "Validation", "as_config", "export", "resume", "search", "suggest",
+           "sync", "train", "validate"]
 
 
 @dataclass(frozen=True)
@@ -137,3 +145,59 @@ def train(config: ConfigLike, output_dir: str | os.PathLike[str] | None = None,
           **overrides: Any) -> TrainResult:
     """One fine-tune with the config's ``fixed`` hyperparameters, logged to MLflow, model saved."""
     return train_config(as_config(config, **overrides), Path(output_dir) if output_dir else None)
+
+
+@dataclass(frozen=True)
+class Suggested:
+    """What :func:`suggest` measured, what it chose, and the config it wrote."""
+
+    profile: Profile
+    suggestion: Suggestion
+    #: The config as YAML, comments included; it loads as a search config.
+    text: str
+    #: Where it was written (None: not written).
+    path: Path | None
+    config: Config
+
+
+def suggest(data: str | os.PathLike[str], model: str, *, trainable: str | None = None,
+            pretrained_file: str | os.PathLike[str] | None = None,
+            eval_data: str | os.PathLike[str] | None = None, fmt: str | None = None,
+            text_column: int | str | None = None, label_column: int | str | None = None,
+            text_pair_column: int | str | None = None, max_train_samples: int | None = None,
+            name: str | None = None, output: str | os.PathLike[str] | None = None) -> Suggested:
+    """Measure ``data`` for ``model`` and write a search config for its quadrant.
+
+    ``data`` is a dataset folder with its splits (``train.tsv`` + ``dev.tsv``, ``train/`` +
+    ``val/``) or the training split; the columns of a text table are inferred unless given.
+    The config is written to ``output`` when given (relative paths against its folder).
+    """
+    located = locate(Path(data), Path(eval_data) if eval_data else None, fmt)
+    kind = located.trainable
+    if trainable is not None and trainable != kind:
+        raise InputError(f"--trainable {trainable}: {located.train} is "
+                         f"{'an ImageFolder' if kind == 'image' else 'a text table'}")
+    given = {"text_column": text_column, "label_column": label_column}
+    columns = {} if kind == "image" else {
+        **(infer_columns(located) if None in given.values() else {}),
+        **{k: v for k, v in given.items() if v is not None}}
+    if text_pair_column is not None:
+        columns["text_pair_column"] = text_pair_column
+    section = {"train": str(located.train), "eval": str(located.eval) if located.eval else None,
+               "format": located.format, **columns, "max_train_samples": max_train_samples}
+    stem = Path(data).resolve()
+    name = name or f"{stem.stem if stem.is_file() else stem.name}-suggested"
+    raw = {"name": name, "trainable": kind, "model": model, "data": section,
+           "pretrained_file": str(pretrained_file) if pretrained_file else None}
+    measured = config_from_mapping(raw, Path.cwd(), "suggest")
+    profile = measure(measured)
+    suggestion = suggest_for(profile)
+    target = Path(output) if output else None
+    base = target.parent if target else Path.cwd()
+    text = render(profile, suggestion, name=name, model=model, data=section, base=base,
+                  pretrained_file=str(pretrained_file) if pretrained_file else None)
+    config = config_from_mapping(yaml.safe_load(text), base, str(target or "suggested config"))
+    if target is not None:
+        write_text_atomic(target, text)
+    return Suggested(profile=profile, suggestion=suggestion, text=text, path=target,
+                     config=config)

@@ -143,6 +143,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return ui.serve(uri, args.host, args.port)
 
 
+def _column(value: str) -> int | str:
+    """A column by index (``0``) or by header name."""
+    return int(value) if value.isdigit() else value
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    done = api.suggest(args.data, args.model, trainable=args.trainable,
+                       pretrained_file=args.pretrained_file, eval_data=args.eval,
+                       fmt=args.format, text_column=args.text_column,
+                       label_column=args.label_column, text_pair_column=args.text_pair_column,
+                       max_train_samples=args.max_train_samples, name=args.name,
+                       output=args.output)
+    if done.path is None:
+        print(done.text, end="")
+        return EXIT_OK
+    probe = done.profile.probe
+    print(f"{done.profile.train_examples} training examples, {len(done.profile.classes)} "
+          f"classes; probe: pretrained {probe.pretrained:.3f}, random {probe.random:.3f} "
+          f"(similarity {probe.similarity:.2f})")
+    print(f"quadrant: {done.suggestion.quadrant}; metric {done.suggestion.metric.value}")
+    print(f"search config: {done.path}  (run: autoft search {done.path})")
+    return EXIT_OK
+
+
 def cmd_paddlehub(args: argparse.Namespace) -> int:
     return paddlehub.main(args.rest)
 
@@ -182,6 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["yaml", "json"], default="yaml")
     export.add_argument("-o", "--output", help="output file (default: in the experiment folder)")
     export.set_defaults(func=cmd_export)
+
+    suggest = commands.add_parser(
+        "suggest", help="measure a dataset and write a search config for its quadrant")
+    suggest.add_argument("data", help="dataset folder (train + dev/val split) or training split")
+    suggest.add_argument("--model", required=True,
+                         help="text: Hugging Face model folder (or pkg:PACKAGE/path); "
+                         "image: timm model name")
+    suggest.add_argument("--pretrained-file", help="image: the model's pretrained weights")
+    suggest.add_argument("--trainable", choices=["text", "image"],
+                         help="check that DATA is of this kind (inferred from DATA)")
+    suggest.add_argument("-o", "--output", help="config file to write (default: stdout)")
+    suggest.add_argument("--eval", help="evaluation split (default: found beside train)")
+    suggest.add_argument("--format", choices=["csv", "tsv", "jsonl", "imagefolder", "hf_disk"])
+    for column in ("text-column", "label-column", "text-pair-column"):
+        suggest.add_argument(f"--{column}", type=_column,
+                             help="index or header name (inferred when not given)"
+                             if column != "text-pair-column" else "index or header name")
+    suggest.add_argument("--max-train-samples", type=int,
+                         help="search on a seeded subsample of this many training examples")
+    suggest.add_argument("--name", help="experiment name (default: DATA's name + -suggested)")
+    suggest.set_defaults(func=cmd_suggest)
 
     ui = commands.add_parser("ui", help="serve the MLflow UI for the tracking store")
     ui.add_argument("--tracking-uri")

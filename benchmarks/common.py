@@ -243,12 +243,16 @@ def search(task_name: str, name: str, settings: Mapping[str, Any], *,
     Trials take 1 CPU each, 2 at a time (the examples' ``max_concurrent``).
     Returns the config and its :class:`~autoft.tuning.results.TrialRecord` list.
     """
+    return run_or_resume(task_config(TASKS[task_name], data=data, cpu=1, search=settings,
+                                     fixed=fixed, name=name, workdir=workdir))
+
+
+def run_or_resume(config: Config) -> tuple[Config, list[Any]]:
+    """``config``'s search, or its finished one under its storage, continued if interrupted."""
     from autoft.tuning.driver import run_search
     from autoft.tuning.experiment import EXPERIMENT_CONFIG
     from autoft.tuning.results import load_trials
 
-    config = task_config(TASKS[task_name], data=data, cpu=1, search=settings, fixed=fixed,
-                         name=name, workdir=workdir)
     started = (config.experiment_dir / EXPERIMENT_CONFIG).exists()
     if started:
         trials = load_trials(config.experiment_dir, config.metric_key, config.num_epochs)

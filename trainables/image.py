@@ -105,41 +105,62 @@ def _subsample(items: list[images.Item], limit: int | None, seed: int) -> list[i
     return [items[i] for i in subsample_positions(len(items), limit, seed)]
 
 
-def prepare(config: Config) -> ImageData:
-    """Scan and check the image folders and the model once per search."""
+@dataclass(frozen=True)
+class Folders:
+    """The checked image files of both splits (before any subsampling) and the class names."""
+
+    classes: list[str]
+    train: list[images.Item]
+    eval: list[images.Item]
+    eval_source: str
+
+
+def read_folders(config: Config) -> Folders:
+    """Scan and check the image folders; without ``data.eval`` hold out a seeded 10%."""
     data = config.data
     if data is None or not config.model:
         raise InputError("trainable image needs model and data")
-    seed = config.search.seed
     classes = images.class_names(data.train)
     train = images.scan_folder(data.train, classes, "data.train")
     if data.eval is not None:
-        evaluation = images.scan_folder(data.eval, classes, "data.eval")
-        eval_source = str(data.eval)
-    else:
-        train, evaluation = _holdout(train, seed)
-        eval_source = f"a seeded {HOLDOUT_FRACTION:.0%} of {data.train}"
-        logger.warning("data.eval is not set: evaluating on %s (%d images)", eval_source,
-                       len(evaluation))
+        return Folders(classes, train, images.scan_folder(data.eval, classes, "data.eval"),
+                       str(data.eval))
+    train, evaluation = _holdout(train, config.search.seed)
+    eval_source = f"a seeded {HOLDOUT_FRACTION:.0%} of {data.train}"
+    logger.warning("data.eval is not set: evaluating on %s (%d images)", eval_source,
+                   len(evaluation))
+    return Folders(classes, train, evaluation, eval_source)
+
+
+def model_with_body(config: Config) -> tuple[nn.Module, dict[str, torch.Tensor] | None]:
+    """The timm model ``config.model`` (random weights) and the pretrained body read from
+    ``pretrained_file`` for it (None without one)."""
     if not timm.is_model(config.model):
         examples = ", ".join(timm.list_models("efficientnet_lite*")[:3])
         raise InputError(f"{config.source or 'config'}: model: {config.model!r} is not a timm "
                          f"model name (e.g. {examples})")
     model = timm.create_model(config.model, pretrained=False)
-    body = None
-    if config.pretrained_file is not None:
-        body = pretrained_body(model, config.pretrained_file)
+    if config.pretrained_file is None:
+        return model, None
+    return model, pretrained_body(model, config.pretrained_file)
+
+
+def prepare(config: Config) -> ImageData:
+    """Scan and check the image folders and the model once per search."""
+    folders = read_folders(config)
+    model, body = model_with_body(config)
+    limits, seed = config.data, config.search.seed
     built = image_cache.build(resolve_model_data_config(model),
-                              _subsample(train, data.max_train_samples, seed),
-                              _subsample(evaluation, data.max_eval_samples, seed))
+                              _subsample(folders.train, limits.max_train_samples, seed),
+                              _subsample(folders.eval, limits.max_eval_samples, seed))
     if built.cache is not None:
         logger.info("images: %s; the trials augment them on their device", built.note)
     else:
         logger.info("images: not cached (%s); the trials stream the image files (DataLoader "
                     "workers per trial: %d on CUDA, none on CPU)", built.note,
                     loader_workers(config.resources.cpu, torch.device("cuda")))
-    return ImageData(model=config.model, body=body, classes=classes, train=built.train,
-                     eval=built.eval, eval_source=eval_source, cache=built.cache)
+    return ImageData(model=config.model, body=body, classes=folders.classes, train=built.train,
+                     eval=built.eval, eval_source=folders.eval_source, cache=built.cache)
 
 
 def transforms_config(model: nn.Module) -> dict[str, Any]:

@@ -73,6 +73,11 @@ def _max_length(model_config, tokenizer) -> int:
     return min(limits, default=FALLBACK_MAX_LENGTH)
 
 
+def input_limit(model: str) -> int:
+    """The most tokens ``model`` takes in one input."""
+    return _max_length(*_load_tokenizer(model))
+
+
 def prepare(config: Config) -> TextData:
     """Read, check and tokenise the train and eval data once per search."""
     data = config.data
