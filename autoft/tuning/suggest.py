@@ -89,6 +89,8 @@ class Suggestion:
 #: Per trainable: the learning-rate range of the generic space and the batch sizes.
 LEARNING_RATES = {"text": (1.0e-5, 2.0e-4), "image": (3.0e-5, 1.0e-3)}
 BATCH_SIZES = {"text": [16, 32, 64], "image": [8, 16, 32]}
+#: Batch sizes for small datasets: more optimizer steps from few examples.
+SMALL_BATCHES = [8, 16]
 
 
 def _float(low: float, high: float, *, log: bool = False, when: dict[str, Any] | None = None
@@ -133,7 +135,7 @@ def _space(trainable: str, where: Quadrant) -> dict[str, Choice]:
             "dis_blocks": Choice(_int(0, 3), "lower blocks at smaller rates (2.6x per block)"),
             "frz_blocks": Choice(_int(2, 5), "gradual unfreezing: +0.02 on ants/bees at 3 "
                                  "epochs in the study; the bottom blocks may stay frozen"),
-            "batch_size": Choice(_choices(batches[:2]), "small batches: more steps from few "
+            "batch_size": Choice(_choices(SMALL_BATCHES), "small batches: more steps from few "
                                  "examples"),
             "learning_rate": Choice(_float(low, high / 2, log=True),
                                     "the lower half of the generic range: the features need "
@@ -159,12 +161,14 @@ def _space(trainable: str, where: Quadrant) -> dict[str, Choice]:
                                   "schedules that start gently"),
             "warmup_proportion": _warmup("a short warm-up before the decay"),
             "cut_frac": CUT_FRAC,
-            "dis_blocks": Choice(_int(1, 4), "discriminative rates: the top blocks, furthest "
-                                 "from the task, change most"),
+            "dis_blocks": Choice(_int(0, 4), "discriminative rates: the top blocks, furthest "
+                                 "from the pretraining's task, may change most"),
             "frz_blocks": Choice(_int(0, 2), "little unfreezing: frozen layers cannot adapt"),
-            "batch_size": Choice(_choices(batches[:2]), "small batches: more steps from few "
+            "batch_size": Choice(_choices(SMALL_BATCHES), "small batches: more steps from few "
                                  "examples"),
-            "learning_rate": Choice(_float(low, high, log=True), "the generic range"),
+            "learning_rate": Choice(_float(low * 3, high * 1.5, log=True),
+                                    "the upper part of the generic range: the features must "
+                                    "move away from the pretraining"),
         }
     return {
         "lr_schedule": Choice(_choices(["constant", "warmup_linear", "stlr"]),
