@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from autoft.tuning.algorithms import describe_strategy
 from autoft.tuning.driver import SearchInterrupted, SearchResult, plan_search, run_search
 from autoft.tuning.experiment import resumable_config
 from autoft.tuning.export import Format, export_best
+from autoft.tuning.packing import describe_auto
 from autoft.tuning.suggest import Suggestion, render
 from autoft.tuning.suggest import suggest as suggest_for
 from autoft.tuning.train import TrainResult
@@ -59,6 +61,8 @@ class Validation:
     config: Config
     space: SearchSpace | None
     strategy: str | None
+    #: What ``resources.gpu: auto`` chooses (None: the config sets a number).
+    gpus: str | None = None
 
 
 def as_config(config: ConfigLike, *, num_samples: int | None = None, address: str | None = None,
@@ -93,9 +97,12 @@ def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any
     else:
         space = plan_search(loaded).space
         strategy = describe_strategy(loaded, space)
+    prepare = functools.cache(lambda: load_trainable(loaded.trainable).prepare(loaded))
     if prepare_data:
-        load_trainable(loaded.trainable).prepare(loaded)
-    return Validation(loaded, space, strategy)
+        prepare()
+    gpus = (describe_auto(loaded, space, prepare)
+            if space is not None and loaded.resources.gpu == "auto" else None)
+    return Validation(loaded, space, strategy, gpus)
 
 
 def search(config: ConfigLike, *, verbose: bool = False, **overrides: Any) -> SearchResult:

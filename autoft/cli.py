@@ -44,6 +44,8 @@ def _print_validation(name: str, checked: api.Validation) -> None:
         print(checked.space.describe())
     if config.fixed:
         print("fixed: " + ", ".join(f"{k}={v}" for k, v in config.fixed.items()))
+    if checked.gpus is not None:
+        print(checked.gpus)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

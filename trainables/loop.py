@@ -16,6 +16,7 @@ in fp32 with ``int(config.resources.cpu)`` torch threads, reproducibly for a giv
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +38,8 @@ Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
 #: Steps between two finiteness checks of the loss (each check is one device sync).
 CHECK_EVERY = 50
+#: Training steps :func:`peak_memory` measures (the first steps allocate the optimizer state).
+PROBE_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -74,22 +77,65 @@ def setup(config: Config, seed: int) -> Runtime:
     return Runtime(torch.device("cpu"), None)
 
 
+@dataclass
+class Training:
+    """The model with what updates it: one :meth:`step` is one optimizer step on one batch."""
+
+    model: nn.Module
+    runtime: Runtime
+    forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    l2sp: L2SP | None
+
+    @classmethod
+    def start(cls, task: Task, hp: HParams, runtime: Runtime) -> Training:
+        """The task's model on the device with AdamW over its ULMFiT parameter groups, the
+        schedule over the whole fine-tune, and L2-SP when asked for."""
+        model = task.model.to(runtime.device)
+        optimizer = torch.optim.AdamW(build_param_groups(
+            model, hp.learning_rate, hp.dis_blocks, hp.factor, hp.weight_decay), fused=True)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(
+            hp.lr_schedule, task.steps_per_epoch * hp.num_epochs, cut_frac=hp.cut_frac,
+            ratio=hp.ratio, warmup_proportion=hp.warmup_proportion,
+            end_lr_ratio=hp.end_lr_ratio))
+        scaler = torch.amp.GradScaler(runtime.device.type,
+                                      enabled=runtime.amp_dtype == torch.float16)
+        l2sp = L2SP(model, hp.l2sp_alpha, hp.l2sp_beta) if hp.l2sp_alpha or hp.l2sp_beta \
+            else None
+        return cls(model, runtime, task.forward, optimizer, scheduler, scaler, l2sp)
+
+    def parts(self) -> dict[str, Any]:
+        """What a checkpoint saves and a resumed trial loads."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "scaler": self.scaler}
+
+    def step(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """One optimizer step; the batch's loss, on the device (no host sync)."""
+        device, dtype = self.runtime.device, self.runtime.amp_dtype
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = self.forward(self.model, inputs)
+        loss = F.cross_entropy(logits.float(), labels)
+        objective = loss + self.l2sp.penalty() if self.l2sp is not None else loss
+        self.scaler.scale(objective).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return loss.detach()
+
+
 def run(config: Config, hp: HParams, reporter: Reporter,
         build: Callable[[Runtime], Task]) -> dict[str, float]:
     """Fine-tune the task ``build`` makes with ``hp``; return the last epoch's metrics."""
     runtime = setup(config, hp.seed)
     task = build(runtime)
-    model = task.model.to(runtime.device)
-    optimizer = torch.optim.AdamW(build_param_groups(
-        model, hp.learning_rate, hp.dis_blocks, hp.factor, hp.weight_decay), fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(
-        hp.lr_schedule, task.steps_per_epoch * hp.num_epochs, cut_frac=hp.cut_frac,
-        ratio=hp.ratio, warmup_proportion=hp.warmup_proportion, end_lr_ratio=hp.end_lr_ratio))
-    scaler = torch.amp.GradScaler(runtime.device.type,
-                                  enabled=runtime.amp_dtype == torch.float16)
+    training = Training.start(task, hp, runtime)
+    model, parts = training.model, training.parts()
     unfreezer = GradualUnfreezer(model, hp.frz_blocks)
-    l2sp = L2SP(model, hp.l2sp_alpha, hp.l2sp_beta) if hp.l2sp_alpha or hp.l2sp_beta else None
-    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
 
     metrics: dict[str, float] = {}
     first_epoch = 0
@@ -107,19 +153,7 @@ def run(config: Config, hp: HParams, reporter: Reporter,
         loss_sum = torch.zeros((), device=runtime.device)
         steps = 0
         for inputs, labels in task.train_batches(epoch):
-            inputs = {k: v.to(runtime.device, non_blocking=True) for k, v in inputs.items()}
-            labels = labels.to(runtime.device, non_blocking=True)
-            with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype,
-                                enabled=runtime.amp_dtype is not None):
-                logits = task.forward(model, inputs)
-            loss = F.cross_entropy(logits.float(), labels)
-            objective = loss + l2sp.penalty() if l2sp is not None else loss
-            scaler.scale(objective).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            loss_sum += loss.detach()
+            loss_sum += training.step(inputs, labels)
             steps += 1
             if steps % CHECK_EVERY == 0:
                 _check_finite(loss_sum, epoch, steps)
@@ -128,11 +162,33 @@ def run(config: Config, hp: HParams, reporter: Reporter,
         scores = evaluate(model, task, runtime)
         metrics = {"epoch": epoch, "train_loss": loss_sum.item() / max(steps, 1),
                    f"eval_{config.metric}": scores[config.metric], "eval_loss": scores["loss"],
-                   "lr": _head_lr(optimizer), "epoch_time_s": time.perf_counter() - started}
+                   "lr": _head_lr(training.optimizer),
+                   "epoch_time_s": time.perf_counter() - started}
         state = {name: part.state_dict() for name, part in parts.items()}
         reporter.report(metrics, _to_cpu({**state, "rng": _rng_state(), "epoch": epoch,
                                           "metrics": metrics}))
     return metrics
+
+
+def peak_memory(config: Config, hp: HParams, build: Callable[[Runtime], Task],
+                steps: int = PROBE_STEPS) -> int:
+    """Bytes of GPU memory the trial's allocator held at its peak over ``steps`` training
+    steps (every layer trainable) and one evaluation batch; 0 on a CPU."""
+    runtime = setup(config, hp.seed)
+    if runtime.device.type != "cuda":
+        return 0
+    torch.cuda.reset_peak_memory_stats()
+    task = build(runtime)
+    training = Training.start(task, hp, runtime)
+    training.model.train()
+    for inputs, labels in itertools.islice(task.train_batches(0), steps):
+        training.step(inputs, labels)
+    training.model.eval()
+    with torch.inference_mode(), torch.autocast("cuda", dtype=runtime.amp_dtype):
+        for inputs, _ in itertools.islice(task.eval_batches(), 1):
+            task.forward(training.model, {k: v.to(runtime.device) for k, v in inputs.items()})
+    torch.cuda.synchronize()
+    return int(torch.cuda.max_memory_reserved())
 
 
 @torch.inference_mode()

@@ -27,7 +27,7 @@ from autoft.core.errors import InputError
 from trainables import tables, tokens
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
-from trainables.loop import Runtime, Task, run
+from trainables.loop import Runtime, Task, peak_memory, run
 from trainables.splits import HOLDOUT_FRACTION
 
 logger = logging.getLogger(__name__)
@@ -160,3 +160,9 @@ def fit(config: Config, prepared: TextData, hparams: dict[str, Any],
     """One fine-tune of the text classifier with ``hparams``."""
     hp = parse_hparams(hparams, "text")
     return run(config, hp, reporter, make_task(prepared, hp))
+
+
+def measure_memory(config: Config, prepared: TextData, hparams: dict[str, Any]) -> int:
+    """Peak GPU bytes of a trial with ``hparams`` over its first steps (0 without CUDA)."""
+    hp = parse_hparams(hparams, "text")
+    return peak_memory(config, hp, make_task(prepared, hp))

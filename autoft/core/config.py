@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -105,10 +105,11 @@ class SearchSettings(_Section):
 
 
 class Resources(_Section):
-    """Resources per trial; ``gpu`` may be fractional (0.25 runs four trials per GPU)."""
+    """Resources per trial; ``gpu`` may be fractional (0.25 runs four trials per GPU) or
+    ``auto``: as many trials per GPU as fit their measured memory, none without GPUs."""
 
     cpu: float = Field(default=1, gt=0)
-    gpu: float = Field(default=0, ge=0)
+    gpu: Annotated[float, Field(ge=0)] | Literal["auto"] = "auto"
 
 
 class RayConfig(_Section):

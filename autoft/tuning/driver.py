@@ -33,6 +33,7 @@ from autoft.tuning.console import ConsoleCallback
 from autoft.tuning.experiment import EXPERIMENT_CONFIG, create_experiment
 from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
 from autoft.tuning.numbering import with_trial_slot
+from autoft.tuning.packing import measure_on_gpu, packed, packing
 from autoft.tuning.plots import write_plots
 from autoft.tuning.results import TrialRecord, best_trial, load_trials, trials_frame
 from autoft.tuning.retries import NoRetryForLastingFailures
@@ -112,7 +113,8 @@ def check_gpus(config: Config) -> None:
     """Refuse GPU trials on an embedded Ray without a GPU: Ray would keep them pending forever.
     (A cluster, ``ray.address``, may have GPU workers that this machine lacks.)"""
     gpu = config.resources.gpu
-    if config.ray.address is None and gpu > 0 and not torch.cuda.is_available():
+    wants_gpu = gpu != "auto" and gpu > 0
+    if config.ray.address is None and wants_gpu and not torch.cuda.is_available():
         raise InputError(f"{config.source or 'config'}: resources.gpu: {gpu:g} GPU per trial, "
                          "but this machine has no CUDA GPU and no ray.address names a cluster "
                          "that has (the trials would never start)")
@@ -231,6 +233,8 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
     if not verbose:  # Ray's newer console output prints its boxed header at any verbosity
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with ray_session(config.ray.address):
+        plan = _packed(plan, prepared)
+        config = plan.config
         if not resume:  # only once Ray is up: a failed join leaves no half-made experiment
             create_experiment(config)
         try:
@@ -243,6 +247,20 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
             tracking.finish("KILLED", timeout=10)
             raise SearchInterrupted(experiment_dir) from None
     return finish_search(config, plan.space, tracking, trials)
+
+
+def _packed(plan: SearchPlan, prepared: Any) -> SearchPlan:
+    """The plan with ``resources.gpu: auto`` resolved on the cluster Ray is connected to."""
+    config = plan.config
+    if config.resources.gpu != "auto":
+        return plan
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    measure = ray.remote(num_gpus=1, max_retries=0)(measure_on_gpu)
+    layout = packing(config, plan.space, prepared, gpus,
+                     lambda *args: ray.get(measure.remote(*args))) if gpus else None
+    if layout is not None:
+        print(layout.describe(), flush=True)
+    return plan_search(packed(config, layout))
 
 
 def _search_tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallback,
