@@ -95,6 +95,24 @@ def test_a_failure_a_retry_cannot_fix_is_not_retried(tmp_path: Path) -> None:
     assert len(children) == 2 and all("NaN" in c.data.tags["autoft.error"] for c in children)
 
 
+def test_a_trial_out_of_gpu_memory_fails_alone_with_its_error(tmp_path: Path) -> None:
+    config = config_from_mapping({
+        "name": "oom", "trainable": "tests.toy_trainable:out_of_memory_in_trial_one",
+        "space": {"learning_rate": SPACE["learning_rate"]}, "fixed": {"num_epochs": 2},
+        "search": {"algorithm": "random", "scheduler": "fifo", "num_samples": 3,
+                   "max_concurrent": 3, "max_failures": 0, "confirm": None},
+        "storage": str(tmp_path),
+    }, tmp_path)
+    outcome = run_search(config)
+    assert [t.status for t in outcome.trials] == ["completed", "failed", "completed"]
+    assert "OutOfMemoryError: CUDA out of memory" in outcome.trials[1].error
+    client = MlflowClient(config.tracking_uri)
+    failed = client.search_runs([client.get_experiment_by_name("oom").experiment_id],
+                                "tags.autoft.status = 'failed'")
+    assert [run.data.tags["autoft.trial_id"] for run in failed] == [outcome.trials[1].trial_id]
+    assert "out of memory" in failed[0].data.tags["autoft.error"]
+
+
 def test_the_top_trials_are_retrained_and_the_best_mean_is_exported(tmp_path: Path) -> None:
     config = config_from_mapping({
         "name": "confirm", "trainable": "tests.toy_trainable:noisy_quadratic",

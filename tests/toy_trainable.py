@@ -66,3 +66,13 @@ def noisy_quadratic(hparams: dict[str, Any], reporter: Reporter) -> dict[str, fl
 
     final = quadratic(hparams, Lucky())
     return {**final, "eval_accuracy": final["eval_accuracy"] + luck}
+
+
+def out_of_memory_in_trial_one(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
+    """:func:`quadratic`, except that trial 1 runs out of GPU memory in its first epoch, as a
+    packed trial whose neighbours took the memory would."""
+    if reporter.trial.index == 1:
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return quadratic(hparams, reporter)

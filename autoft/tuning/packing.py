@@ -133,7 +133,7 @@ def packed(config: Config, plan: Packing | None) -> Config:
         return config
     if plan is None:
         return config.model_copy(update={"resources": config.resources.model_copy(
-            update={"gpu": 0})})
+            update={"gpu": 0.0})})
     logger.info(plan.describe())
     return config.model_copy(update={
         "resources": config.resources.model_copy(update={"gpu": plan.fraction}),
