@@ -94,9 +94,9 @@ class SearchSettings(_Section):
 
     @property
     def confirmation(self) -> ConfirmSettings | None:
-        """What ``confirm`` asks for. ``auto`` retrains the best 2 (from 15 trials on: 3)
-        configurations once each from 8 trials on: a quarter of the trainings of an 8-trial
-        search, a fifth of a 16-trial one, so that confirming costs at most ~25% more."""
+        """What ``confirm`` asks for. ``auto``, from 8 trials on: the best 2 (from 15 trials on:
+        3) configurations once each, fewer when that would cost more than a quarter of the
+        trial-epochs the search spent (:func:`autoft.tuning.confirm.settings_for`)."""
         if self.confirm != "auto":
             return self.confirm
         if self.num_samples < 8:

@@ -207,7 +207,9 @@ def describe_strategy(config: Config, space: SearchSpace) -> str:
     lines = [chosen, f"first trials: {len(first)} given or warm-start point(s)"
              + "".join(f"\n  {point}" for point in first)]
     confirm = settings.confirmation
+    at_most = (" (fewer if that costs more than 25% of the search's trial-epochs)"
+               if settings.confirm == "auto" else "")
     lines.append("confirm: off" if confirm is None else
-                 f"confirm: the best {confirm.top_k} trained again with {confirm.seeds} new "
-                 "seed(s) each; the best mean over seeds is exported")
+                 f"confirm: the best {confirm.top_k}{at_most} trained again with "
+                 f"{confirm.seeds} new seed(s) each; the best mean over seeds is exported")
     return "\n".join(lines)

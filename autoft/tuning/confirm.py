@@ -21,7 +21,7 @@ from typing import Any
 
 import ray
 
-from autoft.core.config import Config
+from autoft.core.config import Config, ConfirmSettings
 from autoft.core.files import write_text_atomic
 from autoft.core.trials import error_line
 from autoft.tuning.results import TrialRecord, best_trial
@@ -29,6 +29,8 @@ from autoft.tuning.trial import trial_hparams
 from trainables import TrialContext, load_trainable
 
 CONFIRM_FILE = "confirm.json"
+#: Share of a search's trial-epochs that ``confirm: auto`` may spend on retrains.
+AUTO_BUDGET = 0.25
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,22 @@ def run_retrains(config: Config, prepared: Any, work: list[tuple[TrialRecord, in
     return retrains
 
 
+def settings_for(config: Config, trials: list[TrialRecord]) -> ConfirmSettings | None:
+    """What ``search.confirm`` asks for after these trials. ``auto`` retrains (once each) as
+    many of the best as :data:`AUTO_BUDGET` of the trial-epochs the search spent pay for, up
+    to its ``top_k``, and is off when that is fewer than 2: a search that ASHA pruned hard
+    cost less, so its confirmation must too."""
+    settings = config.search.confirmation
+    if settings is None or config.search.confirm != "auto":
+        return settings
+    affordable = int(AUTO_BUDGET * sum(t.epochs for t in trials)) // config.num_epochs
+    top_k = min(settings.top_k, affordable)
+    return settings.model_copy(update={"top_k": top_k}) if top_k >= 2 else None
+
+
 def still_to_run(config: Config, trials: list[TrialRecord]) -> list[tuple[TrialRecord, int]]:
     """The retrains ``search.confirm`` asks for that are not recorded yet."""
-    settings = config.search.confirmation
+    settings = settings_for(config, trials)
     if settings is None:
         return []
     done = {(r.trial_id, r.seed) for r in load_retrains(config.experiment_dir)}
@@ -156,7 +171,7 @@ def still_to_run(config: Config, trials: list[TrialRecord]) -> list[tuple[TrialR
 
 def confirmed(config: Config, trials: list[TrialRecord]) -> list[Confirmed]:
     """The top trials with all their scores, best mean first; empty when confirm is off."""
-    settings = config.search.confirmation
+    settings = settings_for(config, trials)
     if settings is None:
         return []
     retrains = load_retrains(config.experiment_dir)
