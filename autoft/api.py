@@ -179,6 +179,10 @@ def suggest(data: str | os.PathLike[str], model: str, *, trainable: str | None =
     ``val/``) or the training split; the columns of a text table are inferred unless given.
     The config is written to ``output`` when given (relative paths against its folder).
     """
+    target = Path(output) if output else None
+    if target is not None and (target.is_dir() or target.parent.is_file()):
+        raise InputError(f"-o: {target} cannot be written: "
+                         f"{'it is a folder' if target.is_dir() else 'its folder is a file'}")
     located = locate(Path(data), Path(eval_data) if eval_data else None, fmt)
     kind = located.trainable
     if trainable is not None and trainable != kind:
@@ -199,7 +203,6 @@ def suggest(data: str | os.PathLike[str], model: str, *, trainable: str | None =
     measured = config_from_mapping(raw, Path.cwd(), "suggest")
     profile = measure(measured)
     suggestion = suggest_for(profile)
-    target = Path(output) if output else None
     base = target.parent if target else Path.cwd()
     text = render(profile, suggestion, name=name, model=model, data=section, base=base,
                   pretrained_file=str(pretrained_file) if pretrained_file else None)

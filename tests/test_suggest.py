@@ -131,6 +131,7 @@ def test_splits_are_found_in_a_dataset_folder(tmp_path: Path) -> None:
     (["suggest", "{tmp}", "--model", MINILM, "--trainable", "image"], "is a text table"),
     (["suggest", "{tmp}", "--model", "{tmp}"], "is not a Hugging Face model folder"),
     (["suggest", "{tmp}", "--model", MINILM, "--eval", "{tmp}/missing.tsv"], "--eval: "),
+    (["suggest", "{tmp}", "--model", MINILM, "-o", "{tmp}"], "it is a folder"),
 ])
 def test_bad_suggest_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                  argv: list[str], message: str) -> None:

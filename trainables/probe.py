@@ -178,7 +178,7 @@ def _text_profile(config: Config) -> Profile:
         eval_source=prepared.eval_source, classes=prepared.label_names,
         class_counts=_counts(prepared.train.labels, len(prepared.label_names)),
         lengths=_percentiles(prepared.train.lengths.tolist()),
-        model_limit=text.input_limit(prepared.model),
+        model_limit=prepared.model_max_length,
         probe=_probe(passes, prepared.train.labels[rows["train"]],
                      prepared.eval.labels[rows["eval"]]))
 

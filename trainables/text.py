@@ -48,6 +48,8 @@ class TextData:
     train: tokens.Encoded
     eval: tokens.Encoded
     eval_source: str
+    #: The most tokens the model takes in one input (what ``prepare`` truncated at).
+    model_max_length: int
 
 
 def _load_tokenizer(model: str):
@@ -71,11 +73,6 @@ def _max_length(model_config, tokenizer) -> int:
                           getattr(model_config, "max_position_embeddings", None))
               if isinstance(n, int) and 0 < n < 1_000_000]
     return min(limits, default=FALLBACK_MAX_LENGTH)
-
-
-def input_limit(model: str) -> int:
-    """The most tokens ``model`` takes in one input."""
-    return _max_length(*_load_tokenizer(model))
 
 
 def prepare(config: Config) -> TextData:
@@ -108,7 +105,7 @@ def prepare(config: Config) -> TextData:
         model=config.model, label_names=names, pad_id=tokenizer.pad_token_id or 0,
         train=tokens.encode(tokenizer, train.texts, train.pairs, train_ids, limit),
         eval=tokens.encode(tokenizer, evaluation.texts, evaluation.pairs, eval_ids, limit),
-        eval_source=eval_source)
+        eval_source=eval_source, model_max_length=limit)
 
 
 def load_model(prepared: TextData):

@@ -86,8 +86,12 @@ def hungriest(config: Config, space: SearchSpace) -> dict[str, Any]:
     return point
 
 
+#: ``measure(config, prepared, hparams)``: a trial's peak bytes and the GPU's total bytes.
+Measure = Callable[[Config, Any, dict[str, Any]], tuple[int, int]]
+
+
 def packing(config: Config, space: SearchSpace, prepared: Any, gpus: int,
-            measure: Any) -> Packing:
+            measure: Measure) -> Packing:
     """The packing for ``gpus`` GPUs; ``measure(config, prepared, hparams)`` returns a trial's
     peak bytes and the GPU's total bytes (run on a GPU)."""
     explicit = "max_concurrent" in config.search.model_fields_set
