@@ -1,4 +1,5 @@
-"""The embedded Ray of ``autoft search``: its own, and running trials at the command's priority."""
+"""The embedded Ray of ``autoft search``: its own, running trials at the command's priority, its
+workers started with one malloc arena."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import pytest
 import ray
 
-from autoft.tuning.driver import ray_session
+from autoft.tuning.driver import EMBEDDED_RAY_ENV, ray_session
 
 pytestmark = pytest.mark.slow
 
@@ -20,3 +21,19 @@ def test_the_embedded_ray_runs_work_at_the_commands_priority() -> None:
     with ray_session(None):
         assert ray.get(niceness.remote()) == os.nice(0)
     assert not ray.is_initialized()
+
+
+def test_the_embedded_rays_workers_start_with_one_malloc_arena() -> None:
+    """glibc reads ``MALLOC_ARENA_MAX`` from the environment a process started with
+    (``/proc/self/environ``), not from ``os.environ`` set later, which a runtime_env would do."""
+
+    @ray.remote
+    def environment_at_start() -> dict[str, str]:
+        with open("/proc/self/environ", "rb") as environ:
+            pairs = [item.decode().split("=", 1) for item in environ.read().split(b"\0") if item]
+        return dict(pair for pair in pairs if len(pair) == 2)
+
+    expected = os.environ.get("MALLOC_ARENA_MAX", EMBEDDED_RAY_ENV["MALLOC_ARENA_MAX"])
+    with ray_session(None):
+        assert ray.get(environment_at_start.remote()).get("MALLOC_ARENA_MAX") == expected
+

@@ -43,6 +43,16 @@ from trainables.registry import check_config
 
 log = logging.getLogger(__name__)
 
+#: The environment the embedded Ray's processes start with (a value already set wins).
+#: ``RAY_worker_niceness``: trials run at the command's own priority, not Ray's default nice 15
+#: below the driver and Ray's daemons. ``MALLOC_ARENA_MAX``: Ray Tune runs a trial in a thread
+#: of its worker, and glibc gives such a thread a malloc arena of its own that hands freed
+#: memory back to the kernel, so every training step page-faulted its buffers in again and the
+#: same ``fit`` ran 1.3-2x slower in a trial than in a main thread (benchmarks/results/
+#: overhead.md). glibc reads it when a process starts, so it is set before Ray starts its
+#: processes; the nodes of a cluster get it from where they are started (docker/Dockerfile).
+EMBEDDED_RAY_ENV: dict[str, str] = {"RAY_worker_niceness": "0", "MALLOC_ARENA_MAX": "1"}
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -125,9 +135,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     """Join ``address``, or start an embedded local Ray that is this command's alone.
 
     ``address="local"`` matters: a plain ``ray.init()`` joins whatever cluster an earlier
-    ``ray start`` left in Ray's temp dir, even a dead one. The embedded Ray runs trials at the
-    command's own priority, not Ray's default nice 15 below the driver and Ray's daemons (on 2
-    cores the measured difference was within noise: benchmarks/results/README.md).
+    ``ray start`` left in Ray's temp dir, even a dead one. The embedded Ray's processes start
+    with :data:`EMBEDDED_RAY_ENV`.
     """
     # Epoch checkpoints of short trials snapshot the experiment often; that is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -135,7 +144,8 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     if address is None:
-        os.environ.setdefault("RAY_worker_niceness", "0")
+        for name, value in EMBEDDED_RAY_ENV.items():
+            os.environ.setdefault(name, value)
     try:
         ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
                  log_to_driver=True)
