@@ -13,9 +13,8 @@ from __future__ import annotations
 import functools
 import random
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nevergrad as ng
 import numpy as np
 import optuna
 from ray.tune.schedulers import (
@@ -24,7 +23,6 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
-from ray.tune.search.nevergrad import NevergradSearch
 from ray.tune.search.optuna import OptunaSearch
 
 from autoft.core.config import Config
@@ -35,6 +33,9 @@ from autoft.tuning.space_adapters import define_by_run, nevergrad_space, tune_mu
 from autoft.tuning.tie_break import TieBreakingASHA, TieBreakingHyperBand
 from autoft.tuning.trial import trial_context
 from autoft.tuning.warm_start import warm_start_points
+
+if TYPE_CHECKING:  # imported where used: only the pso search needs Nevergrad (0.8 s of start-up)
+    from ray.tune.search.nevergrad import NevergradSearch
 
 #: Hyperparameters PBT perturbs: the learning rate and the schedule's shape (the rest changes
 #: what a checkpoint means, e.g. the blocks of the optimizer's groups).
@@ -151,6 +152,9 @@ def _particle_swarm(config: Config, space: SearchSpace, metric: str,
     parameter's grid by exact equality, and ``check_point`` lets a value within Optuna's
     tolerance of the grid through.
     """
+    import nevergrad as ng
+    from ray.tune.search.nevergrad import NevergradSearch
+
     if any(p.when for p in space.params):
         raise InputError("search.algorithm: pso cannot search conditional parameters (`when`)")
     parametrization = nevergrad_space(space)
