@@ -43,7 +43,7 @@ IMBALANCED = 0.5
 EPOCHS = 3
 #: Characters per comment line of the written config.
 WIDTH = 99
-#: ``max_length`` is the 95th percentile of the token lengths rounded up to a multiple of this.
+#: ``max_length`` is the 99th percentile of the token lengths rounded up to a multiple of this.
 LENGTH_STEP = 16
 
 
@@ -193,11 +193,13 @@ def _fixed(profile: Profile, where: Quadrant) -> dict[str, Choice]:
         fixed["frz_blocks"] = Choice(0, "no gradual unfreezing: frozen layers cannot move "
                                      "towards a task unlike the pretraining")
     if profile.trainable == "text":
-        p95 = profile.lengths["p95"]
-        length = min(profile.model_limit, -(-p95 // LENGTH_STEP) * LENGTH_STEP)
-        fixed["max_length"] = Choice(length, f"95% of the training examples have at most "
-                                     f"{p95} tokens (longest {profile.lengths['max']}, model "
-                                     f"limit {profile.model_limit}); padding beyond costs time")
+        p99 = profile.lengths["p99"]
+        length = min(profile.model_limit, -(-p99 // LENGTH_STEP) * LENGTH_STEP)
+        fixed["max_length"] = Choice(length, f"99% of the training examples have at most "
+                                     f"{p99} tokens (longest {profile.lengths['max']}, model "
+                                     f"limit {profile.model_limit}): a batch is padded to its "
+                                     "own longest example, so a higher limit costs time only "
+                                     "in the few batches of the longest; the longest 1% are cut")
     return fixed
 
 
