@@ -25,8 +25,10 @@ def test_text_starts_from_the_baseline_then_warm_up_and_stlr() -> None:
     points = warm_start_points(config("text"), space)
     assert points[0] == {"lr_schedule": "constant", "dis_blocks": 0, "frz_blocks": 0,
                          "learning_rate": 5e-5}
-    warm_up = {k: points[1][k] for k in ("lr_schedule", "warmup_proportion")}
-    assert warm_up == {"lr_schedule": "warmup_linear", "warmup_proportion": 0.1}
+    warm_up = {k: points[1][k] for k in ("lr_schedule", "warmup_proportion", "learning_rate",
+                                         "batch_size")}
+    assert warm_up == {"lr_schedule": "warmup_linear", "warmup_proportion": 0.1,
+                       "learning_rate": 1e-4, "batch_size": 32}  # as the study measured it
     assert points[2]["lr_schedule"] == "stlr" and points[2]["cut_frac"] == 0.1
     for point in points:
         space.check_point(point, "warm start")  # every point is one the space holds
@@ -34,14 +36,16 @@ def test_text_starts_from_the_baseline_then_warm_up_and_stlr() -> None:
 
 def test_image_unfreezes_gradually_only_from_three_epochs() -> None:
     space = load_space(SPACES / "ulmfit_image.yaml")
-    assert [p.get("frz_blocks") for p in warm_start_points(config("image", 3), space)] == [0, 3]
+    points = warm_start_points(config("image", 3), space)
+    assert [p.get("frz_blocks") for p in points] == [0, 3]
+    assert points[1]["batch_size"] == 16  # the study's
     assert len(warm_start_points(config("image", 1), space)) == 1  # the baseline alone
 
 
 def test_a_value_outside_the_space_is_left_to_the_sampler() -> None:
-    space = load_space({"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3},
+    space = load_space({"learning_rate": {"type": "float", "low": 2e-4, "high": 1e-3},
                         "dis_blocks": {"type": "int", "low": 1, "high": 3}})
-    assert warm_start_points(config("text"), space) == []  # 5e-5 and 0 are both outside
+    assert warm_start_points(config("text"), space) == []  # 5e-5, 1e-4 and 0 are all outside
 
 
 def test_none_user_functions_and_explicit_points() -> None:
