@@ -115,7 +115,9 @@ class LocalRayCluster:
         self.root = Path(tempfile.mkdtemp(prefix="autoft-ray-", dir="/tmp"))
         base = {k: v for k, v in (env or os.environ).items()
                 if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-        self.env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        # MALLOC_ARENA_MAX=1 as the autoft image sets it for its nodes (docker/Dockerfile).
+        self.env = {"MALLOC_ARENA_MAX": "1", **base, "RAY_AUTH_MODE": "token",
+                    "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.nodes: list[RayNode] = []
 
     def __enter__(self) -> LocalRayCluster:
