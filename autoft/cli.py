@@ -7,9 +7,11 @@ Exit status: 0 success; 2 bad input (one line on stderr saying what and where, n
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any, NoReturn
@@ -277,14 +279,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The ``autoft`` console script: :func:`main`, then exit at once with its status.
-
-    When a command returns, everything it wrote is closed and flushed; what the interpreter
-    would still do is the native teardown of Ray's core worker, gRPC and torch, 2.6 s after a
-    search on 2 cores (benchmarks/results/overhead.md), for nobody. An exception out of
-    ``main`` (a bug) takes the normal way out, traceback and all.
+    """The ``autoft`` console script: :func:`main`, then the interpreter's Python-level exit
+    (threads still writing are waited for, ``atexit`` handlers run, logs and streams flushed),
+    then the process ends without the native teardown of Ray's core worker, gRPC and torch
+    that would follow: 2.6 s after a search on 2 cores (benchmarks/results/overhead.md), for
+    nobody. An exception out of ``main`` (a bug) takes the normal way out, traceback and all.
     """
     status = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

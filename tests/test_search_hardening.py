@@ -188,7 +188,10 @@ def test_console_one_line_per_event_then_resume_of_a_finished_search(tmp_path: P
 
 @pytest.mark.slow
 def test_ctrl_c_kills_the_parent_run_claims_no_best_and_resume_finishes(tmp_path: Path) -> None:
+    # 3 s an epoch: 36 s of trials, so the interrupt lands inside the search even when the
+    # first epoch reaches the store late (a busy CI machine once saw the search end first).
     path = write_config(tmp_path, trainable="tests.toy_trainable:slow_quadratic",
+                        fixed={"num_epochs": 3, "seconds_per_epoch": 3},
                         search={"algorithm": "random", "scheduler": "fifo", "num_samples": 4,
                                 "max_concurrent": 1, "seed": 0})
     driver = autoft("search", str(path))
