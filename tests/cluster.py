@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoft.tuning.driver import EMBEDDED_RAY_ENV
+
 RAY = Path(sys.executable).parent / "ray"
 READY_LINE = "Ray runtime started."
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
@@ -115,9 +117,9 @@ class LocalRayCluster:
         self.root = Path(tempfile.mkdtemp(prefix="autoft-ray-", dir="/tmp"))
         base = {k: v for k, v in (env or os.environ).items()
                 if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-        # MALLOC_ARENA_MAX=1 as the autoft image sets it for its nodes (docker/Dockerfile).
-        self.env = {"MALLOC_ARENA_MAX": "1", **base, "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        # The nodes start as the autoft image starts them (docker/Dockerfile sets the arena).
+        self.env = {"MALLOC_ARENA_MAX": EMBEDDED_RAY_ENV["MALLOC_ARENA_MAX"], **base,
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.nodes: list[RayNode] = []
 
     def __enter__(self) -> LocalRayCluster:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Literal, TypeVar
 
 Status = Literal["completed", "pruned", "failed", "running"]
@@ -36,6 +37,13 @@ def error_line(text: str | None) -> str | None:
     latest = (text or "").rsplit("Failure # ", 1)[-1]
     lines = [line.strip() for line in latest.splitlines() if line.strip()]
     return lines[-1][:MAX_ERROR_CHARS] if lines else None
+
+
+def error_file_line(error_file: str | None) -> str | None:
+    """:func:`error_line` of Ray's error file for a trial (None: no file, or no text in it)."""
+    if error_file is None or not Path(error_file).is_file():
+        return None
+    return error_line(Path(error_file).read_text(encoding="utf-8", errors="replace"))
 
 
 def best_of(items: Iterable[T], score: Callable[[T], float | None]) -> T | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from autoft.core.trials import error_line, trial_status
+from autoft.core.trials import error_file_line, trial_status
 from autoft.tracking.tags import (
     CONFIRMS_TAG,
     ERROR_TAG,
@@ -70,18 +70,9 @@ def result_epoch(result: Mapping[str, Any]) -> int:
     return int(result["training_iteration"]) - 1
 
 
-def latest_error(trial: Trial) -> str | None:
-    """The last line (the exception) of the trial's latest failure in Ray's error file, or None
-    when Ray recorded no error text."""
-    error_file = trial.error_file
-    if error_file is None or not Path(error_file).is_file():
-        return None
-    return error_line(Path(error_file).read_text(encoding="utf-8", errors="replace"))
-
-
 def trial_error(trial: Trial) -> str:
-    """:func:`latest_error`, or a line saying that Ray recorded none."""
-    return latest_error(trial) or "the trial failed (Ray recorded no error text)"
+    """The last line of the trial's latest failure, or a line saying that Ray recorded none."""
+    return error_file_line(trial.error_file) or "the trial failed (Ray recorded no error text)"
 
 
 def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from autoft.core.trials import error_file_line
 from trainables.api import TRIAL_KEY, TrialFailed
 
 #: Errors a retry cannot fix, as they end a trial's error text (``module.Class: message``).
@@ -38,11 +39,7 @@ class NoRetryForLastingFailures(Callback):
     """Marks a trial whose failure a retry cannot fix, so that its retry fails at once."""
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # Imported here, in the driver: a trial worker imports this module for
-        # fail_if_marked, and autoft.tracking would make it import MLflow (0.9 s per worker).
-        from autoft.tracking.callback import latest_error
-
-        error = latest_error(trial)
+        error = error_file_line(trial.error_file)
         if lasting(error) and TRIAL_KEY in trial.config:
             trial.config[TRIAL_KEY] = {**trial.config[TRIAL_KEY], MARK: error}
 
