@@ -33,7 +33,11 @@ def test_the_embedded_rays_workers_start_with_one_malloc_arena() -> None:
             pairs = [item.decode().split("=", 1) for item in environ.read().split(b"\0") if item]
         return dict(pair for pair in pairs if len(pair) == 2)
 
-    expected = os.environ.get("MALLOC_ARENA_MAX", EMBEDDED_RAY_ENV["MALLOC_ARENA_MAX"])
+    before = dict(os.environ)
+    expected = before.get("MALLOC_ARENA_MAX", EMBEDDED_RAY_ENV["MALLOC_ARENA_MAX"])
     with ray_session(None):
         assert ray.get(environment_at_start.remote()).get("MALLOC_ARENA_MAX") == expected
+    # The command's own environment, which its later child processes inherit, is unchanged.
+    assert {name: os.environ.get(name) for name in EMBEDDED_RAY_ENV} == {
+        name: before.get(name) for name in EMBEDDED_RAY_ENV}
 

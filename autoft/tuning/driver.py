@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,24 +131,36 @@ def check_gpus(config: Config) -> None:
 
 
 @contextmanager
+def environ_defaults(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` where unset, for the processes started meanwhile; this
+    process's own environment is as it was afterwards."""
+    added = {name: value for name, value in values.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
     """Join ``address``, or start an embedded local Ray that is this command's alone.
 
     ``address="local"`` matters: a plain ``ray.init()`` joins whatever cluster an earlier
     ``ray start`` left in Ray's temp dir, even a dead one. The embedded Ray's processes start
-    with :data:`EMBEDDED_RAY_ENV`.
+    with :data:`EMBEDDED_RAY_ENV` (Ray's workers are started by its node's processes, which
+    keep it).
     """
     # Epoch checkpoints of short trials snapshot the experiment often; that is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         yield
         return
-    if address is None:
-        for name, value in EMBEDDED_RAY_ENV.items():
-            os.environ.setdefault(name, value)
     try:
-        ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
-                 log_to_driver=True)
+        with environ_defaults(EMBEDDED_RAY_ENV if address is None else {}):
+            ray.init(address=address or "local", include_dashboard=False,
+                     configure_logging=False, log_to_driver=True)
     except ConnectionError as exc:
         raise InputError(
             f"ray.address: cannot join the Ray cluster at {address} ({exc}); a cluster started "
