@@ -1,5 +1,7 @@
 """Tie-aware pruning: a toy search whose metric ties and whose loss does not, through Ray's
-own ASHA and HyperBand bookkeeping (no cluster needed: the schedulers are driven directly)."""
+own ASHA and HyperBand bookkeeping (no cluster needed: the schedulers are driven directly);
+and HyperBand's brackets decided when their last trial leaves instead of reporting
+(:mod:`autoft.tuning.hyperband`)."""
 
 from __future__ import annotations
 

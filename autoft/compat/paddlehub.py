@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import shutil
 import sys
 import time
@@ -47,6 +46,7 @@ from typing import Any
 from tensorboardX import SummaryWriter
 
 from autoft.core.config import Config, config_from_mapping, read_yaml
+from autoft.core.environ import scoped_environ
 from autoft.core.errors import InputError
 from autoft.core.space import SearchSpace, load_space
 from autoft.core.trials import best_of
@@ -175,20 +175,13 @@ def visible_gpus(cuda: list[str]) -> Iterator[bool]:
     """
     import torch
 
-    previous = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(cuda)
-    try:
+    with scoped_environ({"CUDA_VISIBLE_DEVICES": ",".join(cuda)}):
         usable = torch.cuda.is_available()
         if not usable:
             print(f"autoft paddlehub: warning: no usable GPU among --cuda {','.join(cuda)} "
                   "(torch.cuda.is_available() is False); the runs use the CPU",
                   file=sys.stderr)
         yield usable
-    finally:
-        if previous is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = previous
 
 
 def collect_runs(trials: list[TrialRecord], root: Path, popsize: int) -> list[Run]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch
 from ray import tune
 
 from autoft.core.config import Config
+from autoft.core.environ import scoped_environ
 from autoft.core.errors import InputError
 from autoft.core.files import write_text_atomic
 from autoft.core.space import SearchSpace, load_space
@@ -131,19 +132,6 @@ def check_gpus(config: Config) -> None:
 
 
 @contextmanager
-def environ_defaults(values: Mapping[str, str]) -> Iterator[None]:
-    """``values`` in ``os.environ`` where unset, for the processes started meanwhile; this
-    process's own environment is as it was afterwards."""
-    added = {name: value for name, value in values.items() if name not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
-
-
-@contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
     """Join ``address``, or start an embedded local Ray that is this command's alone.
 
@@ -157,8 +145,11 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    # A value already set wins; the nodes of a cluster take theirs from where they started.
+    embedded = {} if address is not None else {
+        name: os.environ.get(name, value) for name, value in EMBEDDED_RAY_ENV.items()}
     try:
-        with environ_defaults(EMBEDDED_RAY_ENV if address is None else {}):
+        with scoped_environ(embedded):
             ray.init(address=address or "local", include_dashboard=False,
                      configure_logging=False, log_to_driver=True)
     except ConnectionError as exc:

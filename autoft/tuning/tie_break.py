@@ -14,8 +14,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
+from ray.tune.schedulers import ASHAScheduler
+
+from autoft.tuning.hyperband import HyperBand
 
 #: The secondary signal the trainables report each epoch.
 SECONDARY = "eval_loss"
@@ -56,22 +57,6 @@ class TieBreakingASHA(TieBreaking, ASHAScheduler):
     """Ray's ASHA, ties broken by the evaluation loss."""
 
 
-class TieBreakingHyperBand(TieBreaking, HyperBandScheduler):
-    """Ray's HyperBand, ties broken by the evaluation loss, and no bracket left waiting.
-
-    Ray's HyperBand pauses a trial at a milestone until the other trials of its bracket get
-    there, and decides the bracket when the last of them reports. When that last one leaves
-    instead (a function trainable that returns right after its last report, a failure), Ray
-    decides nothing once the bracket has halved or finished, and its paused trials wait
-    forever: the search hangs. Here a bracket whose remaining trials all wait at the milestone
-    is decided when a trial leaves it.
-    """
-
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        super().on_trial_remove(tune_controller, trial)
-        bracket, _ = self._trial_info[trial]
-        waiting = bracket.current_trials()
-        if waiting and bracket.cur_iter_done() and all(
-                (t.status == Trial.PAUSED or t.is_saving) and t not in bracket.trials_to_unpause
-                for t in waiting):
-            self._process_bracket(tune_controller, bracket)
+class TieBreakingHyperBand(TieBreaking, HyperBand):
+    """HyperBand (:class:`autoft.tuning.hyperband.HyperBand`), ties broken by the evaluation
+    loss."""
