@@ -44,7 +44,7 @@ from autoft.tuning.train import train as train_config
 from trainables import load_trainable
 from trainables.locate import infer_columns, locate
 from trainables.probe import Profile, measure
-from trainables.registry import check_config
+from trainables.registry import check_config, unchecked_hparams
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
 
@@ -63,6 +63,8 @@ class Validation:
     strategy: str | None
     #: What ``resources.gpu: auto`` chooses (None: the config sets a number).
     gpus: str | None = None
+    #: Hyperparameters a user function receives unchecked (it declares no type for them).
+    unchecked: tuple[str, ...] = ()
 
 
 def as_config(config: ConfigLike, *, num_samples: int | None = None, address: str | None = None,
@@ -102,7 +104,8 @@ def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any
         prepare()
     gpus = (describe_auto(loaded, space, prepare)
             if space is not None and loaded.resources.gpu == "auto" else None)
-    return Validation(loaded, space, strategy, gpus)
+    unchecked = unchecked_hparams(loaded, space.names if space is not None else ())
+    return Validation(loaded, space, strategy, gpus, tuple(unchecked))
 
 
 def search(config: ConfigLike, *, verbose: bool = False, **overrides: Any) -> SearchResult:

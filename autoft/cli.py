@@ -49,6 +49,9 @@ def _print_validation(name: str, checked: api.Validation) -> None:
         print("fixed: " + ", ".join(f"{k}={v}" for k, v in config.fixed.items()))
     if checked.gpus is not None:
         print(checked.gpus)
+    if checked.unchecked:
+        print(f"passed to {config.trainable} as given (it declares no type for them): "
+              + ", ".join(checked.unchecked))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ import math
 import time
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from trainables.api import Reporter, TrialFailed
 
 
@@ -76,3 +78,21 @@ def out_of_memory_in_trial_one(hparams: dict[str, Any], reporter: Reporter) -> d
 
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     return quadratic(hparams, reporter)
+
+
+class QuadraticParams(BaseModel):
+    """The hyperparameters :func:`typed_quadratic` declares (unknown names refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(gt=0)
+    num_epochs: int = Field(default=3, ge=1)
+    seed: int = 0
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+
+
+def typed_quadratic(hparams: QuadraticParams, reporter: Reporter) -> dict[str, float]:
+    """:func:`quadratic` with declared hyperparameters: it receives them validated, as a
+    :class:`QuadraticParams` (a plain mapping would have no attributes)."""
+    assert isinstance(hparams, QuadraticParams), type(hparams)
+    return quadratic(hparams.model_dump(), reporter)

@@ -46,11 +46,18 @@ class HParams(BaseModel):
     l2sp_alpha: float = Field(default=0.0, ge=0)
     l2sp_beta: float = Field(default=0.0, ge=0)
     max_length: int = Field(default=128, ge=2)
+    #: Multi-label: a label is predicted where its probability reaches this.
+    threshold: float = Field(default=0.5, gt=0, lt=1)
     seed: int = Field(default=0, ge=0)
 
 
 #: Every hyperparameter name a text or image trainable accepts.
 KNOWN_HPARAMS: frozenset[str] = frozenset(HParams.model_fields)
+
+#: The hyperparameters autoft itself reads, whatever the trainable: ``num_epochs`` (the
+#: schedulers' horizon, confirmation's budget), ``seed`` (each trial's seed) and ``batch_size``
+#: (GPU packing); they obey :class:`HParams`' rules for a user function too.
+DRIVER_HPARAMS: tuple[str, ...] = ("num_epochs", "seed", "batch_size")
 
 
 def check_hparam_names(names: Iterable[str], where: str = "hyperparameters") -> None:
@@ -59,6 +66,15 @@ def check_hparam_names(names: Iterable[str], where: str = "hyperparameters") -> 
     if unknown:
         raise InputError(f"{where}: unknown hyperparameter(s) {', '.join(unknown)} "
                          f"(known: {', '.join(sorted(KNOWN_HPARAMS))})")
+
+
+def check_driver_hparams(values: Mapping[str, Any], where: str = "fixed") -> None:
+    """Refuse a value of :data:`DRIVER_HPARAMS` in ``values`` that breaks :class:`HParams`'
+    rule for it (``num_epochs: three``, ``seed: -1``); other keys are not looked at."""
+    try:
+        HParams.model_validate({k: values[k] for k in DRIVER_HPARAMS if k in values})
+    except ValidationError as exc:
+        raise InputError(validation_message(where, exc)) from None
 
 
 def parse_hparams(values: Mapping[str, Any], trainable: str = "text",

@@ -8,14 +8,23 @@ checks and the CLI ask it rather than naming ``text`` and ``image`` themselves.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ValidationError, create_model
+
 from autoft.core.config import Config
-from autoft.core.errors import InputError
-from trainables.api import Reporter, Trainable
-from trainables.hparams import check_hparam_names, parse_hparams
+from autoft.core.errors import InputError, validation_message
+from trainables.api import Reporter, Trainable, TrialFailed
+from trainables.hparams import (
+    DRIVER_HPARAMS,
+    check_driver_hparams,
+    check_hparam_names,
+    parse_hparams,
+)
 
 
 @dataclass(frozen=True)
@@ -33,21 +42,82 @@ BUILTIN: dict[str, Builtin] = {
     "script": Builtin("trainables.script", fine_tunes=False),
 }
 
-UserFunction = Callable[[dict[str, Any], Reporter], "dict[str, float] | None"]
+UserFunction = Callable[[Any, Reporter], "dict[str, float] | None"]
 
 
 @dataclass(frozen=True)
 class FunctionTrainable:
-    """A user function as a trainable: nothing to prepare; ``fit`` calls the function."""
+    """A user function as a trainable: nothing to prepare; ``fit`` calls the function.
+
+    A function whose first parameter is annotated with a pydantic model declares its
+    hyperparameters: each trial's are validated by that model and the function receives the
+    model instance. Otherwise it receives the plain mapping, as given::
+
+        class Params(BaseModel):
+            learning_rate: float = Field(gt=0)
+            num_epochs: int = 3
+
+        def fit(hparams: Params, reporter: Reporter) -> dict[str, float]: ...
+    """
 
     function: UserFunction
+
+    @property
+    def declared(self) -> type[BaseModel] | None:
+        """The pydantic model of the function's hyperparameters, if it declares one."""
+        return declared_model(self.function)
 
     def prepare(self, config: Config) -> None:
         return None
 
     def fit(self, config: Config, prepared: Any, hparams: dict[str, Any],
             reporter: Reporter) -> dict[str, float]:
-        return dict(self.function(hparams, reporter) or {})
+        declared = self.declared
+        if declared is None:
+            return dict(self.function(hparams, reporter) or {})
+        try:
+            values = declared.model_validate(hparams)
+        except ValidationError as exc:
+            raise TrialFailed(validation_message("hyperparameters", exc)) from None
+        return dict(self.function(values, reporter) or {})
+
+
+def declared_model(function: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model that ``function``'s first parameter is annotated with, else None."""
+    try:
+        first = next(iter(inspect.signature(function).parameters), None)
+        hint = typing.get_type_hints(function).get(first) if first else None
+    except (NameError, TypeError, ValueError):  # an annotation that does not resolve
+        return None
+    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+
+
+def _check_declared(model: type[BaseModel], fixed: Mapping[str, Any], searched: Iterable[str],
+                    where: str) -> None:
+    """``fixed`` values by ``model``'s field rules; with ``extra="forbid"`` no name outside
+    its fields, fixed or searched."""
+    fields = model.model_fields
+    if model.model_config.get("extra") == "forbid":
+        unknown = sorted((set(fixed) | set(searched)) - set(fields))
+        if unknown:
+            raise InputError(f"{where}: unknown hyperparameter(s) {', '.join(unknown)} "
+                             f"({model.__name__} declares: {', '.join(fields)})")
+    given = create_model(f"{model.__name__}Fixed", **{
+        name: (field.annotation, field) for name, field in fields.items() if name in fixed})
+    try:
+        given.model_validate({name: fixed[name] for name in fields if name in fixed})
+    except ValidationError as exc:
+        raise InputError(validation_message(f"{where}: fixed", exc)) from None
+
+
+def unchecked_hparams(config: Config, searched: Iterable[str] = ()) -> list[str]:
+    """The hyperparameters (fixed or searched) handed to a user function as given: neither read
+    by autoft (:data:`DRIVER_HPARAMS`) nor declared by the function's model."""
+    if config.trainable in BUILTIN:
+        return []
+    declared = declared_model(_user_function(config.trainable))
+    known = set(DRIVER_HPARAMS) | set(declared.model_fields if declared else ())
+    return sorted((set(config.fixed) | set(searched)) - known)
 
 
 def _import(module: str, what: str):
@@ -61,6 +131,11 @@ def load_trainable(name: str) -> Trainable:
     """The trainable called ``name``: ``text``, ``image``, ``script`` or ``module:function``."""
     if name in BUILTIN:
         return _import(BUILTIN[name].module, name)
+    return FunctionTrainable(_user_function(name))
+
+
+def _user_function(name: str) -> UserFunction:
+    """The function that ``package.module:function`` names."""
     module_name, sep, function_name = name.partition(":")
     if not sep or not module_name or not function_name:
         raise InputError(f"trainable {name!r}: expected {', '.join(BUILTIN)} or "
@@ -68,7 +143,7 @@ def load_trainable(name: str) -> Trainable:
     function = getattr(_import(module_name, name), function_name, None)
     if not callable(function):
         raise InputError(f"trainable {name!r}: {module_name} has no function {function_name!r}")
-    return FunctionTrainable(function)
+    return function
 
 
 def check_config(config: Config, searched: Iterable[str] = (),
@@ -77,16 +152,20 @@ def check_config(config: Config, searched: Iterable[str] = (),
 
     A built-in fine-tune needs ``data`` and ``model``, and every name in ``fixed`` and in the
     ``searched`` space (read from ``space_source``) must be one of its hyperparameters, every
-    ``fixed`` value in range; ``script`` needs its ``script`` section. A user function is only
-    checked for importability.
+    ``fixed`` value in range; ``script`` needs its ``script`` section. A user function must
+    import; the ``fixed`` values autoft reads (:data:`DRIVER_HPARAMS`) and those the function
+    declares (:func:`declared_model`) must keep their rules.
     """
     where = str(config.source or "config")
+    check_driver_hparams(config.fixed, f"{where}: fixed")
     builtin = BUILTIN.get(config.trainable)
     if builtin is None:
         try:
-            load_trainable(config.trainable)
+            declared = declared_model(_user_function(config.trainable))
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
+        if declared is not None:
+            _check_declared(declared, config.fixed, searched, where)
         return
     if builtin.fine_tunes:
         for key in ("data", "model"):
