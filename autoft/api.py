@@ -44,7 +44,7 @@ from autoft.tuning.train import train as train_config
 from trainables import load_trainable
 from trainables.locate import infer_columns, locate
 from trainables.probe import Profile, measure
-from trainables.registry import check_config, unchecked_hparams
+from trainables.registry import check_config, resolve_task, unchecked_hparams
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
 
@@ -65,11 +65,21 @@ class Validation:
     gpus: str | None = None
     #: Hyperparameters a user function receives unchecked (it declares no type for them).
     unchecked: tuple[str, ...] = ()
+    #: Why the task is the one it is, when it was inferred from the data.
+    task_reason: str | None = None
 
 
 def as_config(config: ConfigLike, *, num_samples: int | None = None, address: str | None = None,
               tracking_uri: str | None = None) -> Config:
-    """``config`` loaded and checked, with the CLI's overrides applied where given."""
+    """``config`` loaded and checked, with the CLI's overrides applied where given and its task
+    inferred from the data where not given."""
+    return _loaded(config, num_samples=num_samples, address=address,
+                   tracking_uri=tracking_uri)[0]
+
+
+def _loaded(config: ConfigLike, *, num_samples: int | None = None, address: str | None = None,
+            tracking_uri: str | None = None) -> tuple[Config, str | None]:
+    """:func:`as_config`, and why the task is the one it is when it was inferred."""
     if isinstance(config, Mapping):
         loaded = config_from_mapping(dict(config), Path.cwd())
     elif isinstance(config, Config):
@@ -85,13 +95,13 @@ def as_config(config: ConfigLike, *, num_samples: int | None = None, address: st
         update["ray"] = loaded.ray.model_copy(update={"address": address})
     if tracking_uri:
         update["tracking"] = loaded.tracking.model_copy(update={"uri": tracking_uri})
-    return loaded.model_copy(update=update)
+    return resolve_task(loaded.model_copy(update=update))
 
 
 def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any) -> Validation:
     """Every check a search (or, without a space, a train) makes before it writes anything;
     with ``prepare_data`` the dataset is read and prepared too."""
-    loaded = as_config(config, **overrides)
+    loaded, task_reason = _loaded(config, **overrides)
     if loaded.space is None:
         check_config(loaded)
         check_store(loaded.tracking_uri)
@@ -105,7 +115,7 @@ def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any
     gpus = (describe_auto(loaded, space, prepare)
             if space is not None and loaded.resources.gpu == "auto" else None)
     unchecked = unchecked_hparams(loaded, space.names if space is not None else ())
-    return Validation(loaded, space, strategy, gpus, tuple(unchecked))
+    return Validation(loaded, space, strategy, gpus, tuple(unchecked), task_reason)
 
 
 def search(config: ConfigLike, *, verbose: bool = False, **overrides: Any) -> SearchResult:

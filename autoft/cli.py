@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from autoft import api
 from autoft.compat import paddlehub
 from autoft.core.errors import InputError
+from autoft.core.metrics import goodness
 from autoft.tracking import ui
 from autoft.tracking.store import LOCAL_UI, check_store
 from autoft.tuning.results import TrialRecord, trials_frame
@@ -38,11 +39,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _print_validation(name: str, checked: api.Validation) -> None:
     config = checked.config
     print(f"{name}: OK")
+    task = f"task {config.task}, " if config.task else ""
     if checked.space is None:
         print(f"train config: `autoft train` runs one {config.trainable} fine-tune of "
-              f"{config.model or config.trainable}, metric {config.metric_key}")
+              f"{config.model or config.trainable}, {task}metric {config.metric_key} "
+              f"({config.metric_mode}imised)")
     else:
-        print(f"search {config.name!r}: trainable {config.trainable}, metric {config.metric_key}")
+        print(f"search {config.name!r}: trainable {config.trainable}, {task}metric "
+              f"{config.metric_key} ({config.metric_mode}imised)")
+    if checked.task_reason:
+        print(f"task {config.task} (inferred: {checked.task_reason}; set `task:` to choose)")
+    if checked.space is not None:
         print(checked.strategy)
         print(checked.space.describe())
     if config.fixed:
@@ -82,10 +89,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 TOP_TRIALS = 5
 
 
-def best_trials_table(trials: list[TrialRecord], top: int = TOP_TRIALS) -> str:
-    """The ``top`` best trials by score, one row each: status, epochs, score, seed and the
-    hyperparameters; then how many trials ended how."""
-    ranked = sorted((t for t in trials if t.score is not None), key=lambda t: -t.score)[:top]
+def best_trials_table(trials: list[TrialRecord], metric: str, top: int = TOP_TRIALS) -> str:
+    """The ``top`` best trials by score (``metric``'s direction), one row each: status, epochs,
+    score, seed and the hyperparameters; then how many trials ended how."""
+    ranked = sorted((t for t in trials if t.score is not None),
+                    key=lambda t: -goodness(metric, t.score))[:top]
     frame = trials_frame(ranked, "score").drop(columns=["trial_id", "error"])
     frame.columns = [name.removeprefix("param_") for name in frame.columns]
     counts = Counter(t.status for t in trials)
@@ -99,7 +107,7 @@ def _summarise(outcome: api.SearchResult) -> int:
     if outcome.already_finished:
         print(f"{outcome.experiment_dir}: the search had finished; nothing to resume")
     print()
-    print(best_trials_table(outcome.trials))
+    print(best_trials_table(outcome.trials, outcome.metric))
     for trial in (t for t in outcome.trials if t.status == "failed"):
         print(f"{trial.name} failed: {trial.error}")
     if outcome.unsent:

@@ -367,11 +367,11 @@ class Keep:
 
 @contextlib.contextmanager
 def traced(module: Any, trace: Trace) -> Iterator[None]:
-    """While inside, the trainable module's ``make_task`` wraps its training batches in
+    """While inside, the trainable module's ``make_job`` wraps its training batches in
     ``trace``; ``fit`` itself runs unchanged."""
-    original = module.make_task
+    original = module.make_job
 
-    def make_task(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+    def make_job(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         build = original(*args, **kwargs)
 
         def timed_build(runtime: Any) -> Any:
@@ -379,11 +379,11 @@ def traced(module: Any, trace: Trace) -> Iterator[None]:
             return dataclasses.replace(task, train_batches=trace.wrap(task.train_batches))
         return timed_build
 
-    module.make_task = make_task
+    module.make_job = make_job
     try:
         yield
     finally:
-        module.make_task = original
+        module.make_job = original
 
 
 def fit_trainable(module: Any, config: Any, hparams: dict[str, Any], cuda: bool,
@@ -411,7 +411,7 @@ def fit_trainable(module: Any, config: Any, hparams: dict[str, Any], cuda: bool,
         "first_vs_second_epoch": _round(epoch_s[0] / epoch_s[1]) if len(epoch_s) > 1 else None,
         "prepare_s": round(prepare_s, 2), "fit_wall_s": round(fit_wall, 2),
         metric: _round(reporter.epochs[-1][metric], 4), **(describe(prepared) if describe else {})}
-    if len(train_s) == len(epoch_s):  # fit ran the traced make_task
+    if len(train_s) == len(epoch_s):  # fit ran the traced make_job
         result.update({
             "train_s": train_s,
             "eval_and_rest_s": [round(e - t, 3) for e, t in zip(epoch_s, train_s, strict=True)],
@@ -422,7 +422,7 @@ def fit_trainable(module: Any, config: Any, hparams: dict[str, Any], cuda: bool,
             "epoch_start_unix": [e["start_unix"] for e in trace.epochs],
             "epoch_end_unix": reporter.reported_unix})
     else:
-        result["trace"] = "fit did not call the module's make_task: train_s not measured"
+        result["trace"] = "fit did not call the module's make_job: train_s not measured"
     return result
 
 
@@ -513,11 +513,11 @@ def hf_trainer(ctx: Context, shape: str) -> dict[str, Any]:
         TrainingArguments,
     )
 
-    from trainables import tables
+    from trainables import splits, tables
 
     config = text_config(ctx, ctx.models[shape], ctx.cpu)
     rows, _ = tables.read_split(config.data, config.data.train)
-    rows = tables.subsample(rows, config.data.max_train_samples, config.search.seed)
+    rows = splits.subsample(rows, config.data.max_train_samples, config.search.seed)
     tokenizer = AutoTokenizer.from_pretrained(ctx.models[shape])
     encoded = tokenizer(list(rows.texts), truncation=True, max_length=ctx.budget.max_length)
     dataset = [{**{key: encoded[key][i] for key in encoded}, "labels": int(rows.labels[i])}

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from autoft.core.config import Config, config_from_mapping
 from benchmarks.common import SHARED_DATA, machine, update_summary, write_report
-from trainables import image, loop, tables, text
+from trainables import image, loop, splits, tables, text
 from trainables.hparams import parse_hparams
 
 THREADS = 2
@@ -79,18 +79,18 @@ class NoReporter:
         pass
 
 
-def trainable_seconds(config: Config, make_task: Callable, prepared: Any,
+def trainable_seconds(config: Config, make_job: Callable, prepared: Any,
                       hparams: dict[str, Any], kind: str) -> tuple[float, float]:
-    """One epoch of a trainable's own loop (its ``make_task`` and :func:`loop.run`)."""
+    """One epoch of a trainable's own loop (its ``make_job`` and :func:`loop.run`)."""
     hp = parse_hparams({**hparams, "num_epochs": 1}, kind)
     timer = StepTimer()
-    build = make_task(prepared, hp)
+    build = make_job(prepared, hp)
 
-    def timed_build(runtime: loop.Runtime) -> loop.Task:
-        task = build(runtime)
-        return dataclasses.replace(task, train_batches=timer.wrap(task.train_batches))
+    def timed_build(runtime: loop.Runtime) -> loop.Job:
+        job = build(runtime)
+        return dataclasses.replace(job, train_batches=timer.wrap(job.train_batches))
 
-    loop.run(config, hp, NoReporter(), timed_build)
+    loop.run(hp, NoReporter(), timed_build, threads=config.resources.cpu)
     return timer.seconds[0]
 
 
@@ -117,7 +117,7 @@ def hf_trainer_seconds(config: Config) -> tuple[float, float]:
     )
 
     rows, _ = tables.read_split(config.data, config.data.train)
-    rows = tables.subsample(rows, config.data.max_train_samples, config.search.seed)
+    rows = splits.subsample(rows, config.data.max_train_samples, config.search.seed)
     model_dir = str(config.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dataset = datasets.Dataset.from_dict(
@@ -255,10 +255,10 @@ def measure(repeats: int, max_runnable: float, wait_s: float) -> dict[str, list[
     image_hp = {k: IMAGE[k] for k in ("batch_size", "learning_rate")}
     loops: dict[str, Callable[[], tuple[int, tuple[float, float]]]] = {
         "text_trainable": lambda: (len(text_data.train), trainable_seconds(
-            text_cfg, text.make_task, text_data, text_hp, "text")),
+            text_cfg, text.make_job, text_data, text_hp, "text")),
         "hf_trainer": lambda: (len(text_data.train), hf_trainer_seconds(text_cfg)),
         "image_trainable": lambda: (len(image_data.train), trainable_seconds(
-            image_cfg, image.make_task, image_data, image_hp, "image")),
+            image_cfg, image.make_job, image_data, image_hp, "image")),
         "plain_loop": lambda: plain_loop_seconds(image_cfg)[::-1],
     }
     runs: dict[str, list[Measurement]] = {name: [] for name in LOOPS}

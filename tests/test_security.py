@@ -21,12 +21,12 @@ import torch
 from ray import tune
 from torch import nn
 
-from autoft.core.config import config_from_mapping
 from autoft.tuning import trial
 from autoft.tuning.trial import STATE_FILE, TuneReporter
 from trainables import TrialContext, loop
 from trainables.api import TrialFailed
 from trainables.hparams import parse_hparams
+from trainables.tasks import make_task
 
 
 class FakeTune:
@@ -66,19 +66,18 @@ def fake_tune(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 def run_tiny_loop(tmp_path: Path) -> dict[str, torch.Tensor]:
     """Two epochs of the shared loop on a small MLP with BatchNorm; the final model state (a
     resumed run overwrites the model's initial weights with the checkpoint's)."""
-    config = config_from_mapping({"name": "ckpt", "trainable": "text", "model": "m",
-                                  "data": {"train": str(tmp_path)}}, tmp_path)
     generator = torch.Generator().manual_seed(0)
     batches = [({"x": torch.randn(4, 3, generator=generator)}, torch.tensor([0, 1, 0, 1]))] * 3
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
 
-    def build(runtime: loop.Runtime) -> loop.Task:
-        return loop.Task(model=model, train_batches=lambda epoch: batches, steps_per_epoch=3,
-                         eval_batches=lambda: batches[:1],
-                         forward=lambda model, inputs: model(inputs["x"]))
+    def build(runtime: loop.Runtime) -> loop.Job:
+        return loop.Job(model=model, train_batches=lambda epoch: batches, steps_per_epoch=3,
+                        eval_batches=lambda: batches[:1],
+                        forward=lambda model, inputs: model(inputs["x"]),
+                        task=make_task("classification", ["a", "b"]))
 
     hp = parse_hparams({"num_epochs": 2, "batch_size": 4, "lr_schedule": "stlr"}, "text")
-    loop.run(config, hp, TuneReporter(TrialContext(0, 0)), build)
+    loop.run(hp, TuneReporter(TrialContext(0, 0)), build, threads=1)
     return {name: tensor.clone() for name, tensor in model.state_dict().items()}
 
 

@@ -116,7 +116,7 @@ def test_every_adapter_yields_only_values_of_the_space(kind: str, adapter: str) 
     # the plots rebuild a study from the trials and keep every value
     records = [TrialRecord(trial_id=f"t{i}", name=f"t{i}", hparams=point, status="completed",
                            epochs=1, score=float(i)) for i, point in enumerate(points)]
-    study = study_from_trials(records, space)
+    study = study_from_trials(records, space, "eval_accuracy")
     assert [trial.params for trial in study.trials] == points
     if params["x"].type != "categorical":  # every adapter reaches more than one value
         assert len({point.get("x") for point in points} - {None}) > 1
@@ -177,7 +177,7 @@ def test_pso_suggests_grid_values_that_the_plots_accept(tmp_path: Path) -> None:
         space.check_point(point, "pso")
     records = [TrialRecord(trial_id=f"t{i}", name=f"t{i}", hparams=point, status="completed",
                            epochs=1, score=float(i)) for i, point in enumerate(points)]
-    assert len(study_from_trials(records, space).trials) == 12
+    assert len(study_from_trials(records, space, "eval_accuracy").trials) == 12
 
 
 def test_pso_refuses_conditional_parameters(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_plots_leave_out_values_that_are_not_in_the_space() -> None:
     space = load_space(KINDS["float step"])
     records = [TrialRecord(trial_id="t0", name="t0", hparams={"x": 4.75e-4, "num_epochs": 3},
                            status="completed", epochs=1, score=0.5)]
-    assert study_from_trials(records, space).trials[0].params == {}
+    assert study_from_trials(records, space, "eval_accuracy").trials[0].params == {}
 
 
 def test_real_optuna_study_suggests_conditional_params_only_when_active() -> None:

@@ -26,7 +26,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 def make_callback(store: str, experiment: str, state_dir: Path) -> MlflowTrackingCallback:
     return MlflowTrackingCallback(
         tracking_uri=store, experiment_name=experiment, run_name=experiment,
-        state_dir=state_dir, metric="eval_accuracy", num_epochs=3,
+        state_dir=state_dir, num_epochs=3,
         parent_params={"num_epochs": 3, "algorithm": "tpe", "scheduler": "asha",
                        "num_samples": 3})
 

@@ -272,7 +272,7 @@ def test_both_paths_train_the_same_steps_and_resume_alike(tmp_path):
     """The task's epochs are deterministic: a second build gives the same first batch."""
     _, prepared, hp = prepared_and_hp(tmp_path)
     for data in (prepared, dataclasses.replace(prepared, cache=None)):
-        tasks = [image.make_task(data, hp)(CPU) for _ in range(2)]
+        tasks = [image.make_job(data, hp)(CPU) for _ in range(2)]
         first = [next(iter(task.train_batches(1))) for task in tasks]
         assert torch.equal(first[0][0]["pixel_values"], first[1][0]["pixel_values"])
         assert torch.equal(first[0][1], first[1][1])

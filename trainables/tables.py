@@ -22,9 +22,10 @@ a quoted csv field that never closes, a missing column and an empty label are an
 
 Labels are kept as strings; :func:`label_names` orders them (numerically when every label is an
 integer, so ``"0"``/``"1"`` map to ids 0/1) and :func:`encode_labels` maps them to ids, refusing
-a label the training set never had. Without an eval file a seeded 10% of train is held out
-(:func:`split_holdout`); ``max_train_samples``/``max_eval_samples`` subsample with the search seed
-(:func:`subsample`).
+a label the training set never had. A regression's labels are numbers (:func:`encode_scores`);
+a multi-label example's labels are one comma-separated cell of names or indices (optionally
+named by ``data.label_names``, a file of one name a line) or several 0/1 columns
+(``label_column: [a, b, c]``), made a 0/1 matrix by :func:`encode_multi_labels`.
 """
 
 from __future__ import annotations
@@ -43,25 +44,31 @@ import pandas as pd
 
 from autoft.core.config import Column, DataConfig
 from autoft.core.errors import InputError
-from trainables.splits import holdout_positions, subsample_positions
 
 
 @dataclass(frozen=True)
 class LabelledTexts:
-    """Rows of one split: texts, optional second texts (pairs), string labels."""
+    """Rows of one split: texts, optional second texts (pairs), string labels, and the line
+    (or row) each came from, for messages (None: 1, 2, 3, ...)."""
 
     texts: list[str]
     pairs: list[str] | None
     labels: list[str]
+    lines: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def line(self, index: int) -> int:
+        """The line (or row) of row ``index``."""
+        return self.lines[index] if self.lines is not None else index + 1
 
     def take(self, indices: Sequence[int]) -> LabelledTexts:
         """The rows at ``indices``, in that order."""
         return LabelledTexts([self.texts[i] for i in indices],
                              None if self.pairs is None else [self.pairs[i] for i in indices],
-                             [self.labels[i] for i in indices])
+                             [self.labels[i] for i in indices],
+                             [self.line(i) for i in indices])
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,12 @@ def read_split(data: DataConfig, path: Path) -> tuple[LabelledTexts, list[str] |
     if not path.exists():
         raise InputError(f"{path}: {key}: data file not found")
     fmt = data.resolved_format
-    columns = {"text_column": data.text_column, "label_column": data.label_column}
+    label_columns = data.label_column if isinstance(data.label_column, list) else None
+    columns: dict[str, Column] = {"text_column": data.text_column}
+    if label_columns is None:
+        columns["label_column"] = data.label_column  # type: ignore[assignment]
+    else:
+        columns.update({f"label_column[{i}]": c for i, c in enumerate(label_columns)})
     if data.text_pair_column is not None:
         columns["text_pair_column"] = data.text_pair_column
     declared_names = None
@@ -98,7 +110,7 @@ def read_split(data: DataConfig, path: Path) -> tuple[LabelledTexts, list[str] |
                                                                for c in columns.values()))
     elif fmt == "jsonl":
         table = _read_jsonl(path, key, list(columns.values()))
-    elif fmt == "hf_disk":
+    elif fmt == "hf_disk" and label_columns is None:
         table, declared_names = _read_hf_disk(path, key, data.label_column)
     else:
         raise InputError(f"{path}: {key}: format {fmt!r} is not a text table "
@@ -107,6 +119,11 @@ def read_split(data: DataConfig, path: Path) -> tuple[LabelledTexts, list[str] |
         raise InputError(_no_rows(path, key, table))
     picked = {name: _column(table.frame, column, name, path, fmt)
               for name, column in columns.items()}
+    if label_columns is not None:
+        declared_names = [str(picked[f"label_column[{i}]"].name)
+                          for i in range(len(label_columns))]
+        picked["label_column"] = _joined_flags(
+            [picked[f"label_column[{i}]"] for i in range(len(label_columns))], path, table.unit)
     labels = picked["label_column"].astype(str).tolist()
     if "" in labels:
         where = table.frame.index[labels.index("")]
@@ -118,7 +135,30 @@ def read_split(data: DataConfig, path: Path) -> tuple[LabelledTexts, list[str] |
     pairs = picked.get("text_pair_column")
     return LabelledTexts(picked["text_column"].astype(str).tolist(),
                          None if pairs is None else pairs.astype(str).tolist(),
-                         labels), declared_names
+                         labels, [int(line) for line in table.frame.index]), declared_names
+
+
+#: A multi-label example without any label, as one cell (an empty cell is a missing label).
+MULTI_NONE = "-"
+#: The cells of a 0/1 label column that mean "has the label" and "has not".
+FLAGS = {"1": True, "1.0": True, "true": True, "0": False, "0.0": False, "false": False, "": False}
+
+
+def _joined_flags(columns: list[pd.Series], path: Path, unit: str) -> pd.Series:
+    """Several 0/1 label columns as one column of comma-separated column names."""
+    names = [str(column.name) for column in columns]
+    rows = []
+    for line, values in zip(columns[0].index, zip(*columns, strict=True), strict=True):
+        flags = []
+        for name, value in zip(names, values, strict=True):
+            flag = FLAGS.get(str(value).strip().lower())
+            if flag is None:
+                raise InputError(f"{path}: data.label_column: {unit} {line}: {value!r} in label "
+                                 f"column {name!r} is not 0 or 1")
+            flags.append(flag)
+        joined = ",".join(name for name, flag in zip(names, flags, strict=True) if flag)
+        rows.append(joined or MULTI_NONE)
+    return pd.Series(rows, index=columns[0].index)
 
 
 def _no_rows(path: Path, key: str, table: _Table) -> str:
@@ -307,12 +347,48 @@ def encode_labels(labels: Sequence[str], names: list[str], where: str) -> np.nda
     return np.array([ids[label] for label in labels], dtype=np.int64)
 
 
-def subsample(rows: LabelledTexts, limit: int | None, seed: int) -> LabelledTexts:
-    """At most ``limit`` rows, drawn without replacement with ``seed`` (order kept)."""
-    return rows.take(subsample_positions(len(rows), limit, seed))
+def encode_scores(rows: LabelledTexts, where: str) -> np.ndarray:
+    """A regression's labels as numbers; a label that is not a finite number is an
+    :class:`InputError` naming ``where``, the line and the value."""
+    scores = np.empty(len(rows), dtype=np.float32)
+    for i, label in enumerate(rows.labels):
+        try:
+            scores[i] = float(label)
+        except ValueError:
+            scores[i] = np.nan
+        if not np.isfinite(scores[i]):
+            raise InputError(f"{where}: line {rows.line(i)}: label {label!r} is not a number "
+                             "(a regression needs numeric labels)")
+    return scores
 
 
-def split_holdout(rows: LabelledTexts, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
-    """A seeded ``HOLDOUT_FRACTION`` of ``rows`` as eval (at least one row), the rest as train."""
-    train, evaluation = holdout_positions(len(rows), seed)
-    return rows.take(train), rows.take(evaluation)
+def split_multi(label: str) -> list[str]:
+    """One multi-label cell as its labels: ``"3, 27"`` -> ``["3", "27"]``."""
+    return [] if label == MULTI_NONE else [p.strip() for p in label.split(",") if p.strip()]
+
+
+def multi_label_names(labels: Sequence[str], declared: list[str] | None) -> list[str]:
+    """A multi-label task's label names: ``declared`` (a names file, the 0/1 columns), else
+    every label the cells name, in :func:`label_names`' order."""
+    if declared is not None:
+        return declared
+    return label_names([part for label in labels for part in split_multi(label)])
+
+
+def encode_multi_labels(rows: LabelledTexts, names: list[str], where: str,
+                        indices: bool = False) -> np.ndarray:
+    """A 0/1 matrix, one column per name; with ``indices`` a cell may name a label by its index
+    into ``names`` (a names file). An unknown label is an :class:`InputError` naming the line."""
+    ids = {name: index for index, name in enumerate(names)}
+    matrix = np.zeros((len(rows), len(names)), dtype=np.float32)
+    for i, label in enumerate(rows.labels):
+        for part in split_multi(label):
+            index = ids.get(part)
+            if index is None and indices and part.isdigit() and int(part) < len(names):
+                index = int(part)
+            if index is None:
+                raise InputError(f"{where}: line {rows.line(i)}: label {part!r} is not one of "
+                                 f"the {len(names)} labels ({', '.join(names[:8])}"
+                                 f"{', ...' if len(names) > 8 else ''})")
+            matrix[i, index] = 1.0
+    return matrix

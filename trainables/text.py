@@ -1,10 +1,13 @@
-"""The text trainable (``trainable: text``): a transformers sequence classifier.
+"""The text trainable (``trainable: text``): a transformers model with the task's head.
 
-``prepare`` reads the tables (:mod:`trainables.tables`), maps the string labels to ids and
-tokenises every example once, up to the model's maximum length (:mod:`trainables.tokens`); the
-result is small flat numpy arrays for Ray's object store. ``fit`` cuts the examples to the
-trial's ``max_length``, builds ``AutoModelForSequenceClassification`` (labels saved as
-``id2label`` / ``label2id`` in its config) and runs :func:`trainables.loop.run` with seeded
+``prepare`` reads the data (tables, :mod:`trainables.tables`; tagged sentences,
+:mod:`trainables.sequences`), turns the labels into the task's arrays (class ids, scores, 0/1
+label matrices, a tag per word) and tokenises every example once, up to the model's maximum
+length (:mod:`trainables.tokens`); the result is small flat numpy arrays for Ray's object store.
+``fit`` cuts the examples to the trial's ``max_length``, builds the task's head
+(``AutoModelForSequenceClassification`` for classification, regression and multi-label with
+transformers' ``problem_type``; ``AutoModelForTokenClassification`` for tags; label names saved
+as ``id2label`` / ``label2id`` in its config) and runs :func:`trainables.loop.run` with seeded
 length-grouped batches padded per batch. ``model`` is a Hugging Face model folder (or a hub id
 where a hub is reachable); ``trust_remote_code`` stays off.
 
@@ -14,7 +17,9 @@ evaluation, before ``max_train_samples`` subsamples the rest.
 
 from __future__ import annotations
 
+import json
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from autoft.core.config import Config
+from autoft.core.config import Config, DataConfig
 from autoft.core.errors import InputError
-from trainables import tables, tokens
+from trainables import sequences, tables, tokens
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
-from trainables.loop import Runtime, Task, peak_memory, run
-from trainables.splits import HOLDOUT_FRACTION
+from trainables.loop import Job, Runtime, peak_memory, run
+from trainables.splits import HOLDOUT_FRACTION, R, split_holdout, subsample
+from trainables.tasks import make_task
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +46,11 @@ FALLBACK_MAX_LENGTH = 512
 
 @dataclass(frozen=True)
 class TextData:
-    """What ``prepare`` hands every trial: tokenised splits and the label names."""
+    """What ``prepare`` hands every trial: the task, tokenised splits and the label names
+    (classes, labels or tags; none for regression)."""
 
     model: str
+    task: str
     label_names: list[str]
     pad_id: int
     train: tokens.Encoded
@@ -77,45 +85,156 @@ def _max_length(model_config, tokenizer) -> int:
 
 def prepare(config: Config) -> TextData:
     """Read, check and tokenise the train and eval data once per search."""
-    data = config.data
+    data, task = config.data, config.task or "classification"
     if data is None or not config.model:
         raise InputError("trainable text needs model and data")
-    seed = config.search.seed
-    train, declared = tables.read_split(data, data.train)
+    model_config, tokenizer = _load_tokenizer(config.model)
+    limit = _max_length(model_config, tokenizer)
+    read = _read_tagged if task == "token_classification" else _read_labelled
+    names, train, evaluation, eval_source = read(data, task, config.search.seed, tokenizer,
+                                                 limit)
+    return TextData(model=config.model, task=task, label_names=names,
+                    pad_id=tokenizer.pad_token_id or 0, train=train, eval=evaluation,
+                    eval_source=eval_source, model_max_length=limit)
+
+
+def _splits(data: DataConfig, seed: int,
+            read: Callable[[Path, str], R]) -> tuple[R, R, str]:
+    """The train and eval rows ``read`` gives: ``data.eval``, else a seeded holdout of train;
+    each subsampled to its limit with the search seed."""
+    train = read(data.train, "data.train")
     if data.eval is not None:
-        evaluation, _ = tables.read_split(data, data.eval)
-        eval_source = str(data.eval)
+        evaluation, eval_source = read(data.eval, "data.eval"), str(data.eval)
     else:
-        train, evaluation = tables.split_holdout(train, seed)
+        train, evaluation = split_holdout(train, seed)
         eval_source = f"a seeded {HOLDOUT_FRACTION:.0%} of {data.train}"
         logger.warning("data.eval is not set: evaluating on %s (%d rows)", eval_source,
                        len(evaluation))
-    train = tables.subsample(train, data.max_train_samples, seed)
-    evaluation = tables.subsample(evaluation, data.max_eval_samples, seed)
-    names = tables.label_names(train.labels, declared)
-    if len(names) < 2:
-        raise InputError(f"{data.train}: the training data has only one label ({names[0]!r}); "
-                         "a classifier needs at least 2")
-    train_ids = tables.encode_labels(train.labels, names, str(data.train))
-    eval_ids = tables.encode_labels(evaluation.labels, names, eval_source)
+    return (subsample(train, data.max_train_samples, seed),
+            subsample(evaluation, data.max_eval_samples, seed), eval_source)
 
-    model_config, tokenizer = _load_tokenizer(config.model)
-    limit = _max_length(model_config, tokenizer)
-    return TextData(
-        model=config.model, label_names=names, pad_id=tokenizer.pad_token_id or 0,
-        train=tokens.encode(tokenizer, train.texts, train.pairs, train_ids, limit),
-        eval=tokens.encode(tokenizer, evaluation.texts, evaluation.pairs, eval_ids, limit),
-        eval_source=eval_source, model_max_length=limit)
+
+def _read_labelled(data: DataConfig, task: str, seed: int, tokenizer,
+                   limit: int) -> tuple[list[str], tokens.Encoded, tokens.Encoded, str]:
+    """Sentences (or pairs) with a class, a score or a set of labels."""
+    declared: list[list[str] | None] = []
+
+    def read(path: Path, key: str) -> tables.LabelledTexts:
+        rows, names = tables.read_split(data, path)
+        declared.append(names)
+        return rows
+
+    train, evaluation, eval_source = _splits(data, seed, read)
+    where = {"train": str(data.train), "eval": eval_source}
+    if task == "regression":
+        names: list[str] = []
+        labels = {"train": tables.encode_scores(train, where["train"]),
+                  "eval": tables.encode_scores(evaluation, where["eval"])}
+    elif task == "multi_label":
+        from_file = _names_file(data)
+        names = tables.multi_label_names(train.labels, from_file or declared[0])
+        labels = {split: tables.encode_multi_labels(rows, names, where[split],
+                                                    indices=from_file is not None)
+                  for split, rows in (("train", train), ("eval", evaluation))}
+    else:
+        names = tables.label_names(train.labels, declared[0])
+        if len(names) < 2:
+            raise InputError(f"{data.train}: the training data has only one label "
+                             f"({names[0]!r}); a classifier needs at least 2")
+        labels = {"train": tables.encode_labels(train.labels, names, where["train"]),
+                  "eval": tables.encode_labels(evaluation.labels, names, where["eval"])}
+    return (names,
+            tokens.encode(tokenizer, train.texts, train.pairs, labels["train"], limit),
+            tokens.encode(tokenizer, evaluation.texts, evaluation.pairs, labels["eval"], limit),
+            eval_source)
+
+
+def _names_file(data: DataConfig) -> list[str] | None:
+    """The label names of ``data.label_names``, one a line (None when not given)."""
+    if data.label_names is None:
+        return None
+    names = [line.strip() for line in data.label_names.read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    if not names:
+        raise InputError(f"{data.label_names}: data.label_names: the file names no label")
+    return names
+
+
+def _read_tagged(data: DataConfig, task: str, seed: int, tokenizer,
+                 limit: int) -> tuple[list[str], tokens.Encoded, tokens.Encoded, str]:
+    """Sentences with a tag per word; the words the model's limit drops are counted."""
+    train, evaluation, eval_source = _splits(
+        data, seed, lambda path, key: sequences.read_sentences(data, path, key))
+    names = sequences.tag_names(train.tags)
+    ids = {name: index for index, name in enumerate(names)}
+    encoded = []
+    for rows, where in ((train, str(data.train)), (evaluation, eval_source)):
+        unknown = sorted({tag for sentence in rows.tags for tag in sentence} - set(ids))
+        if unknown:
+            raise InputError(f"{where}: tag(s) {', '.join(map(repr, unknown[:5]))} never occur "
+                             f"in the training data (tags: {', '.join(names)})")
+        tag_ids = [[ids[tag] for tag in sentence] for sentence in rows.tags]
+        split, dropped = tokens.encode_words(tokenizer, rows.words, tag_ids, limit)
+        if dropped:
+            logger.warning("%s: %d word(s) past the model's %d tokens are dropped (not trained "
+                           "on or scored)", where, dropped, limit)
+        encoded.append(split)
+    return names, encoded[0], encoded[1], eval_source
+
+
+def infer_task(data: DataConfig) -> tuple[str, str]:
+    """The task the data asks for, and why (``validate`` and ``suggest`` say it): tags per
+    token, several labels per example, numeric scores, else classes."""
+    fmt = data.resolved_format
+    if fmt == "conll":
+        return "token_classification", "the data is a CoNLL file (a tag per token)"
+    if isinstance(data.label_column, list):
+        return "multi_label", f"data.label_column names {len(data.label_column)} label columns"
+    if data.label_names is not None:
+        return "multi_label", "data.label_names gives the names of several labels"
+    if fmt == "jsonl" and _first_record_has_lists(data):
+        return "token_classification", "the records hold lists of tokens and tags"
+    with warnings.catch_warnings():  # prepare warns of skipped lines; once is enough
+        warnings.simplefilter("ignore")
+        labels = tables.read_split(data, data.train)[0].labels
+    several = next((label for label in labels if "," in label), None)
+    if several is not None:
+        return "multi_label", f"labels such as {several!r} name several labels"
+    try:
+        scores = [float(label) for label in labels]
+    except ValueError:
+        return "classification", f"the labels are {len(set(labels))} classes"
+    fraction = next((label for label, score in zip(labels, scores, strict=True)
+                     if not score.is_integer()), None)
+    if fraction is not None:
+        return "regression", f"the labels are numbers with fractions (such as {fraction})"
+    return "classification", f"the labels are {len(set(labels))} classes"
+
+
+def _first_record_has_lists(data: DataConfig) -> bool:
+    with data.train.open(encoding="utf-8-sig") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and any(isinstance(v, list) for v in record.values())
 
 
 def load_model(prepared: TextData):
-    """The pretrained body with a new classification head for ``prepared``'s labels."""
-    from transformers import AutoModelForSequenceClassification
+    """The pretrained body with a new head for ``prepared``'s task and labels."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    names = prepared.label_names
-    return AutoModelForSequenceClassification.from_pretrained(
-        prepared.model, num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={name: i for i, name in enumerate(names)}, trust_remote_code=False)
+    task = make_task(prepared.task, prepared.label_names)
+    names = prepared.label_names or ["score"]
+    kinds = {"regression": "regression", "multi_label": "multi_label_classification",
+             "classification": "single_label_classification"}
+    auto = (AutoModelForTokenClassification if prepared.task == "token_classification"
+            else AutoModelForSequenceClassification)
+    extra = {"problem_type": kinds[prepared.task]} if prepared.task in kinds else {}
+    return auto.from_pretrained(
+        prepared.model, num_labels=task.num_outputs, id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)}, trust_remote_code=False, **extra)
 
 
 def save_model(prepared: TextData, model_state: dict[str, Any], folder: Path) -> None:
@@ -132,34 +251,40 @@ def save_model(prepared: TextData, model_state: dict[str, Any], folder: Path) ->
     AutoTokenizer.from_pretrained(prepared.model, trust_remote_code=False).save_pretrained(folder)
 
 
-def make_task(prepared: TextData, hp: HParams) -> Callable[[Runtime], Task]:
-    """The loop's :class:`Task` for ``prepared`` under ``hp`` (built once the seed is set)."""
+def make_job(prepared: TextData, hp: HParams) -> Callable[[Runtime], Job]:
+    """The loop's :class:`~trainables.loop.Job` for ``prepared`` under ``hp`` (built once the
+    seed is set)."""
+    cut = int((prepared.train.lengths > hp.max_length).sum())
+    if cut:
+        logger.info("max_length %d cuts %d of %d training examples", hp.max_length, cut,
+                    len(prepared.train))
     train = tokens.truncate(prepared.train, hp.max_length)
     evaluation = tokens.truncate(prepared.eval, hp.max_length)
+    task = make_task(prepared.task, prepared.label_names, hp.threshold)
 
     def train_batches(epoch: int):
         rng = np.random.default_rng([hp.seed, epoch])
         for indices in tokens.length_grouped_batches(train.lengths, hp.batch_size, rng):
             yield tokens.collate(train, indices, prepared.pad_id)
 
-    def build(runtime: Runtime) -> Task:
-        return Task(model=load_model(prepared), train_batches=train_batches,
-                    steps_per_epoch=-(-len(train) // hp.batch_size),
-                    eval_batches=lambda: tokens.sorted_batches(evaluation, EVAL_BATCH_SIZE,
-                                                               prepared.pad_id),
-                    forward=lambda model, inputs: model(**inputs).logits)
+    def build(runtime: Runtime) -> Job:
+        return Job(model=load_model(prepared), train_batches=train_batches,
+                   steps_per_epoch=-(-len(train) // hp.batch_size),
+                   eval_batches=lambda: tokens.sorted_batches(evaluation, EVAL_BATCH_SIZE,
+                                                              prepared.pad_id),
+                   forward=lambda model, inputs: model(**inputs).logits, task=task)
 
     return build
 
 
 def fit(config: Config, prepared: TextData, hparams: dict[str, Any],
         reporter: Reporter) -> dict[str, float]:
-    """One fine-tune of the text classifier with ``hparams``."""
+    """One fine-tune of the text model with ``hparams``."""
     hp = parse_hparams(hparams, "text")
-    return run(config, hp, reporter, make_task(prepared, hp))
+    return run(hp, reporter, make_job(prepared, hp), threads=config.resources.cpu)
 
 
 def measure_memory(config: Config, prepared: TextData, hparams: dict[str, Any]) -> int:
     """Peak GPU bytes of a trial with ``hparams`` over its first steps (0 without CUDA)."""
     hp = parse_hparams(hparams, "text")
-    return peak_memory(config, hp, make_task(prepared, hp))
+    return peak_memory(hp, make_job(prepared, hp))

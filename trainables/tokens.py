@@ -9,6 +9,10 @@ so :func:`truncate` can cut a trial's ``max_length`` later exactly as the tokeni
 which cuts even a small dataset into at least four sorted chunks, a chunk here is always 50
 batches (a 1000-sentence set is sorted whole: less padding) and the batch order is shuffled.
 Flat arrays (one concatenated id array plus offsets) pickle small and fast into Ray's object store.
+
+Token classification (:func:`encode_words`) keeps a label per token, aligned with the ids: a
+word's tag on its first sub-token, :data:`~trainables.tasks.IGNORE` on the others and on the
+special tokens, so truncation and padding treat the labels as they treat the ids.
 """
 
 from __future__ import annotations
@@ -19,22 +23,26 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainables.tasks import IGNORE
+
 #: Examples per sorted chunk of :func:`length_grouped_batches`, in batches (Hugging Face: 50).
 MEGABATCH_BATCHES = 50
 
 
 @dataclass(frozen=True)
 class Encoded:
-    """Tokenised examples: example ``i`` is ``ids[offsets[i]:offsets[i + 1]]``."""
+    """Tokenised examples: example ``i`` is ``ids[offsets[i]:offsets[i + 1]]``; its labels are
+    ``labels[i]``, or with ``per_token`` ``labels[offsets[i]:offsets[i + 1]]``."""
 
     ids: np.ndarray
     segments: np.ndarray
     token_types: np.ndarray | None
     offsets: np.ndarray
     labels: np.ndarray
+    per_token: bool = False
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.offsets) - 1
 
     @property
     def lengths(self) -> np.ndarray:
@@ -47,6 +55,28 @@ def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None,
     """Tokenise (with special tokens) once; ``tokenizer`` must be a fast (tokenizers) one."""
     batch = tokenizer(list(texts), None if pairs is None else list(pairs), truncation=True,
                       max_length=max_length, return_attention_mask=False)
+    return _flat(batch, labels)
+
+
+def encode_words(tokenizer, words: Sequence[Sequence[str]], tags: Sequence[Sequence[int]],
+                 max_length: int) -> tuple[Encoded, int]:
+    """Pre-split sentences with a tag id per word, tokenised once; also how many words the
+    truncation at ``max_length`` dropped (they are neither trained on nor scored)."""
+    batch = tokenizer([list(w) for w in words], is_split_into_words=True, truncation=True,
+                      max_length=max_length, return_attention_mask=False)
+    labels, dropped = [], 0
+    for i, sentence_tags in enumerate(tags):
+        word_ids = batch.word_ids(i)
+        firsts = [w is not None and (j == 0 or word_ids[j - 1] != w)
+                  for j, w in enumerate(word_ids)]
+        labels.extend(sentence_tags[w] if first else IGNORE
+                      for w, first in zip(word_ids, firsts, strict=True))
+        dropped += len(sentence_tags) - sum(firsts)
+    return _flat(batch, np.asarray(labels, dtype=np.int64), per_token=True), dropped
+
+
+def _flat(batch, labels: np.ndarray, per_token: bool = False) -> Encoded:
+    """A tokenizer's batch encoding as flat arrays."""
     ids = batch["input_ids"]
     segments = [[-1 if s is None else s for s in batch.sequence_ids(i)] for i in range(len(ids))]
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
@@ -57,7 +87,7 @@ def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None,
                                         offsets[-1]),
                    token_types=None if types is None else np.fromiter(
                        (t for row in types for t in row), np.int8, offsets[-1]),
-                   offsets=offsets, labels=np.asarray(labels, dtype=np.int64))
+                   offsets=offsets, labels=np.asarray(labels), per_token=per_token)
 
 
 def _kept_content(first: int, second: int, budget: int) -> tuple[int, int]:
@@ -93,7 +123,8 @@ def truncate(data: Encoded, max_length: int) -> Encoded:
     np.cumsum(new_lengths, out=offsets[1:])
     return Encoded(ids=data.ids[keep], segments=data.segments[keep],
                    token_types=None if data.token_types is None else data.token_types[keep],
-                   offsets=offsets, labels=data.labels)
+                   offsets=offsets, labels=data.labels[keep] if data.per_token else data.labels,
+                   per_token=data.per_token)
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int,
@@ -119,7 +150,8 @@ Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
 def collate(data: Encoded, indices: np.ndarray, pad_id: int) -> Batch:
     """A batch padded to its longest example: model inputs (``input_ids``, ``attention_mask``,
-    ``token_type_ids`` where the tokenizer makes them) and labels."""
+    ``token_type_ids`` where the tokenizer makes them) and labels (per token: padded with
+    :data:`~trainables.tasks.IGNORE`)."""
     starts, ends = data.offsets[indices], data.offsets[indices + 1]
     lengths = ends - starts
     width = int(lengths.max())
@@ -130,7 +162,9 @@ def collate(data: Encoded, indices: np.ndarray, pad_id: int) -> Batch:
     if data.token_types is not None:
         inputs["token_type_ids"] = torch.from_numpy(
             np.where(mask, data.token_types[gather], 0).astype(np.int64))
-    return inputs, torch.from_numpy(data.labels[indices])
+    labels = (np.where(mask, data.labels[gather], IGNORE) if data.per_token
+              else data.labels[indices])
+    return inputs, torch.from_numpy(labels)
 
 
 def sorted_batches(data: Encoded, batch_size: int, pad_id: int) -> Iterator[Batch]:

@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoft.core.errors import InputError, validation_message
+from autoft.core.metrics import METRICS, TASK_METRICS, TaskName, default_metric, mode
 
 Algorithm = Literal["tpe", "cmaes", "random", "grid", "gp", "qmc", "pso"]
 Scheduler = Literal["fifo", "asha", "hyperband", "pbt"]
-Metric = Literal["accuracy", "f1", "mcc"]
-DataFormat = Literal["csv", "tsv", "jsonl", "imagefolder", "hf_disk"]
+Metric = Literal[tuple(METRICS)]  # type: ignore[valid-type]
+DataFormat = Literal["csv", "tsv", "jsonl", "imagefolder", "hf_disk", "conll"]
 Column = int | str
 
 PACKAGE_PREFIX = "pkg:"
@@ -45,7 +46,11 @@ class DataConfig(_Section):
     format: DataFormat | None = None
     text_column: Column = 0
     text_pair_column: Column | None = None
-    label_column: Column = 1
+    #: The label column; multi-label data may name several 0/1 columns instead of one column
+    #: of comma-separated labels; CoNLL files: the tag column (default: the last).
+    label_column: Column | list[Column] = 1
+    #: Multi-label: a file of label names, one a line (the labels are then their indices).
+    label_names: Path | None = None
     max_train_samples: int | None = Field(default=None, gt=0)
     max_eval_samples: int | None = Field(default=None, gt=0)
 
@@ -58,12 +63,12 @@ class DataConfig(_Section):
             return "hf_disk" if (self.train / "dataset_info.json").exists() or (
                 self.train / "dataset_dict.json").exists() else "imagefolder"
         suffix = self.train.suffix.lower().lstrip(".")
-        if suffix in ("csv", "tsv", "jsonl"):
+        if suffix in ("csv", "tsv", "jsonl", "conll"):
             return suffix
         if suffix == "json":
             return "jsonl"
         raise InputError(f"data.format: cannot infer the format of {self.train}; "
-                         "set format to csv, tsv, jsonl, imagefolder or hf_disk")
+                         "set format to csv, tsv, jsonl, conll, imagefolder or hf_disk")
 
 
 class ConfirmSettings(_Section):
@@ -142,7 +147,11 @@ class Config(_Section):
     trainable: str = "text"
     model: str | None = None
     pretrained_file: Path | None = None
+    #: What is learnt; None until inferred from the data (:func:`trainables.resolve_task`).
+    task: TaskName | None = None
     data: DataConfig | None = None
+    #: The metric trials are judged by; its task's default (:mod:`autoft.core.metrics`) unless
+    #: given.
     metric: Metric = "accuracy"
     space: Path | dict[str, Any] | None = None
     fixed: dict[str, Any] = Field(default_factory=dict)
@@ -163,6 +172,26 @@ class Config(_Section):
             raise ValueError("must be a folder name: no '/' or '\\', not '.' or '..'")
         return name
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_metric(cls, raw: Any) -> Any:
+        """A task without a metric takes the task's default metric."""
+        if isinstance(raw, dict) and raw.get("task") in TASK_METRICS and "metric" not in raw:
+            return {**raw, "metric": default_metric(raw["task"])}
+        return raw
+
+    @model_validator(mode="after")
+    def _metric_of_task(self) -> Config:
+        if self.task is not None and self.metric not in (*TASK_METRICS[self.task], "loss"):
+            raise ValueError(f"metric: {self.metric} is not a metric of task {self.task} "
+                             f"({', '.join(TASK_METRICS[self.task])})")
+        return self
+
+    def with_task(self, task: str) -> Config:
+        """This config with ``task`` set, and its default metric unless a metric was given."""
+        metric = self.metric if "metric" in self.model_fields_set else default_metric(task)
+        return self.model_copy(update={"task": task, "metric": metric})
+
     @property
     def experiment_name(self) -> str:
         """The MLflow experiment: ``tracking.experiment``, else the search ``name``."""
@@ -175,8 +204,13 @@ class Config(_Section):
 
     @property
     def metric_key(self) -> str:
-        """The reported, maximised metric: ``eval_<metric>``."""
+        """The reported metric: ``eval_<metric>``."""
         return f"eval_{self.metric}"
+
+    @property
+    def metric_mode(self) -> str:
+        """``max`` or ``min``: the direction of the metric."""
+        return mode(self.metric)
 
     @property
     def experiment_dir(self) -> Path:
@@ -251,7 +285,8 @@ def config_from_mapping(raw: Any, base: Path, source: str = "config") -> Config:
                                        or (base / value).exists()):
             raw[key] = str(_resolve(base, value, f"{source}: {key}"))
     raw = _resolve_keys(raw, ("pretrained_file", "storage", "space"), base, f"{source}: ")
-    for section, keys in (("data", ("train", "eval")), ("script", ("path", "output_dir"))):
+    for section, keys in (("data", ("train", "eval", "label_names")),
+                          ("script", ("path", "output_dir"))):
         if isinstance(raw.get(section), dict):
             raw[section] = _resolve_keys(raw[section], keys, base, f"{source}: {section}.")
     if "storage" not in raw:
@@ -272,6 +307,9 @@ def _check_files(config: Config, source: str) -> None:
             path = getattr(config.data, key)
             if path is not None and not path.exists():
                 raise InputError(f"{source}: data.{key}: {path} does not exist")
+        if config.data.label_names is not None and not config.data.label_names.is_file():
+            raise InputError(f"{source}: data.label_names: {config.data.label_names} is not a "
+                             "file")
     if config.pretrained_file is not None and not config.pretrained_file.is_file():
         raise InputError(f"{source}: pretrained_file: {config.pretrained_file} does not exist")
     if isinstance(config.space, Path) and not config.space.is_file():

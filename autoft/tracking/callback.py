@@ -47,8 +47,15 @@ CONFIRM_PREFIX = "confirm:"
 #: seconds, so a trial started just before the driver died is unknown to the restored search.
 LOST_ERROR = ("lost: the driver stopped before Ray recorded this trial; the resumed search "
               "sampled a new trial in its place")
-# Logged per epoch besides the search metric (``eval_<metric>``); other result keys are Ray's.
+# Logged per epoch besides the task's metrics (``eval_*``); other result keys are Ray's.
 EPOCH_METRICS = ("train_loss", "eval_loss", "lr", "epoch_time_s")
+
+
+def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """What an epoch's result logs to MLflow: :data:`EPOCH_METRICS` and every ``eval_*``
+    metric of the task (the searched one and its siblings: Pearson beside RMSE, ...)."""
+    return {key: value for key, value in result.items()
+            if (key in EPOCH_METRICS or key.startswith("eval_")) and _is_number(value)}
 
 
 def flatten_params(values: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
@@ -92,8 +99,6 @@ class MlflowTrackingCallback(Callback):
         tracking_uri: the MLflow tracking URI.
         experiment_name: the MLflow experiment of the search (created when missing).
         state_dir: the search's experiment folder; the writer keeps its spool and state there.
-        metric: the search metric as reported (``eval_<metric>``), logged per epoch together
-            with ``train_loss``, ``lr`` and, when the trainable reports it, ``epoch_time_s``.
         run_name: name of the parent run (default: ``experiment_name``).
         num_epochs: epochs of a full trial when ``trial.config`` has no ``num_epochs``: a trial
             that ends with fewer was pruned. None: every trial that ends is completed.
@@ -108,13 +113,12 @@ class MlflowTrackingCallback(Callback):
     """
 
     def __init__(self, *, tracking_uri: str, experiment_name: str,
-                 state_dir: str | os.PathLike[str], metric: str, run_name: str | None = None,
+                 state_dir: str | os.PathLike[str], run_name: str | None = None,
                  num_epochs: int | None = None,
                  parent_params: Mapping[str, Any] | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.state_dir = Path(state_dir)
-        self.metric = metric
         self.run_name = run_name or experiment_name
         self.num_epochs = num_epochs
         self.parent_params = dict(parent_params or {})
@@ -154,9 +158,7 @@ class MlflowTrackingCallback(Callback):
         last = writer.last_step(trial.trial_id)
         if last is not None and step <= last:
             return
-        metrics = {key: result[key] for key in (*EPOCH_METRICS, self.metric)
-                   if _is_number(result.get(key))}
-        writer.log_metrics(trial.trial_id, metrics, step)
+        writer.log_metrics(trial.trial_id, epoch_metrics(result), step)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
                           **info: Any) -> None:
@@ -209,8 +211,7 @@ class MlflowTrackingCallback(Callback):
                           tags={ROLE_TAG: "confirm", CONFIRMS_TAG: confirms})
         writer.log_params(run_key, flatten_params(params))
         for values in epochs:
-            metrics = {k: v for k, v in values.items() if k in (*EPOCH_METRICS, self.metric)}
-            writer.log_metrics(run_key, metrics, result_epoch(values))
+            writer.log_metrics(run_key, epoch_metrics(values), result_epoch(values))
         writer.set_tags(run_key, {STATUS_TAG: "failed" if error else "completed",
                                   **({ERROR_TAG: error} if error else {})})
         writer.set_terminated(run_key, "FAILED" if error else "FINISHED")

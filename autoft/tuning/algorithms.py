@@ -27,6 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from autoft.core.config import Config
 from autoft.core.errors import InputError
+from autoft.core.metrics import mode
 from autoft.core.space import SearchSpace
 from autoft.tuning.numbering import NumberedPBT, NumberedSearcher, numbered_points
 from autoft.tuning.space_adapters import define_by_run, nevergrad_space, tune_mutations
@@ -116,7 +117,7 @@ def _searcher(config: Config, space: SearchSpace, metric: str,
     return OptunaSearch(
         space=define_by_run(space),
         metric=metric,
-        mode="max",
+        mode=mode(metric),
         points_to_evaluate=points or None,
         sampler=make_sampler(config.search.algorithm, config.search.seed, space,
                              config.search.popsize, config.search.num_samples),
@@ -160,7 +161,7 @@ def _particle_swarm(config: Config, space: SearchSpace, metric: str,
     parametrization = nevergrad_space(space)
     parametrization.random_state = np.random.RandomState(config.search.seed)
     return NevergradSearch(
-        optimizer=ng.optimizers.PSO, space=parametrization, metric=metric, mode="max",
+        optimizer=ng.optimizers.PSO, space=parametrization, metric=metric, mode=mode(metric),
         points_to_evaluate=[space.clip(point) for point in points] or None,
         optimizer_kwargs={"budget": config.search.num_samples,
                           "num_workers": config.search.max_concurrent},

@@ -23,6 +23,7 @@ import ray
 
 from autoft.core.config import Config, ConfirmSettings
 from autoft.core.files import write_text_atomic
+from autoft.core.metrics import goodness
 from autoft.core.trials import error_line
 from autoft.tuning.results import TrialRecord, best_trial
 from autoft.tuning.trial import trial_hparams
@@ -61,10 +62,11 @@ class Confirmed:
         return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
 
 
-def top_trials(trials: list[TrialRecord], top_k: int) -> list[TrialRecord]:
-    """The ``top_k`` completed trials with the best scores (pruned ones never reached the end)."""
+def top_trials(trials: list[TrialRecord], top_k: int, metric: str) -> list[TrialRecord]:
+    """The ``top_k`` completed trials with the best scores by ``metric``'s direction (pruned
+    ones never reached the end)."""
     completed = [t for t in trials if t.status == "completed" and t.score is not None]
-    return sorted(completed, key=lambda t: -t.score)[:top_k]
+    return sorted(completed, key=lambda t: -goodness(metric, t.score))[:top_k]
 
 
 def planned(config: Config, top: list[TrialRecord], seeds: int) -> list[tuple[TrialRecord, int]]:
@@ -165,7 +167,8 @@ def still_to_run(config: Config, trials: list[TrialRecord]) -> list[tuple[TrialR
         return []
     done = {(r.trial_id, r.seed) for r in load_retrains(config.experiment_dir)}
     return [(trial, seed) for trial, seed in
-            planned(config, top_trials(trials, settings.top_k), settings.seeds)
+            planned(config, top_trials(trials, settings.top_k, config.metric_key),
+                    settings.seeds)
             if (trial.trial_id, seed) not in done]
 
 
@@ -178,8 +181,8 @@ def confirmed(config: Config, trials: list[TrialRecord]) -> list[Confirmed]:
     found = [Confirmed(trial, [trial.score] + [r.score for r in retrains
                                                if r.trial_id == trial.trial_id
                                                and r.score is not None])
-             for trial in top_trials(trials, settings.top_k)]
-    return sorted(found, key=lambda c: -c.mean)
+             for trial in top_trials(trials, settings.top_k, config.metric_key)]
+    return sorted(found, key=lambda c: -goodness(config.metric_key, c.mean))
 
 
 def chosen(config: Config, trials: list[TrialRecord]) -> tuple[TrialRecord | None,
@@ -187,4 +190,5 @@ def chosen(config: Config, trials: list[TrialRecord]) -> tuple[TrialRecord | Non
     """The search's best: the best mean over seeds when confirmed, else the best single trial
     (and the confirmations, best mean first)."""
     confirmations = confirmed(config, trials)
-    return (confirmations[0].trial if confirmations else best_trial(trials)), confirmations
+    return ((confirmations[0].trial if confirmations else best_trial(trials, config.metric_key)),
+            confirmations)

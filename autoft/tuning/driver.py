@@ -65,6 +65,8 @@ class SearchResult:
     parent_run_id: str | None
     best_config_path: Path | None
     tracking_uri: str
+    #: The metric trials were judged by (``eval_<metric>``; its direction says which is best).
+    metric: str
     #: The experiment's runs view in the MLflow UI (None while the store never answered).
     runs_url: str | None = None
     #: Tracking operations still in the spool, for ``autoft sync`` to send.
@@ -175,7 +177,6 @@ def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
         experiment_name=config.experiment_name,
         run_name=config.name,
         state_dir=config.experiment_dir,
-        metric=config.metric_key,
         num_epochs=config.num_epochs,
         parent_params={**config.fixed, "algorithm": config.search.algorithm,
                        "scheduler": config.search.scheduler,
@@ -196,7 +197,7 @@ def _tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallback,
         _trainable(config, prepared),
         param_space=with_trial_slot(pbt_param_space(config, plan.space)),
         tune_config=tune.TuneConfig(
-            metric=config.metric_key, mode="max",
+            metric=config.metric_key, mode=config.metric_mode,
             search_alg=plan.search_alg,
             scheduler=plan.scheduler,
             num_samples=config.search.num_samples,
@@ -304,7 +305,7 @@ def is_finished(trials: list[TrialRecord], num_samples: int) -> bool:
 def selection_text(metric: str, trials: list[TrialRecord],
                    confirmations: list[Confirmed]) -> str:
     """Why the exported best is the one it is (console, parent run tag)."""
-    pick, single = confirmations[0], best_trial(trials)
+    pick, single = confirmations[0], best_trial(trials, metric)
     text = (f"{pick.trial.name}: best mean {metric} {pick.mean:.4f} ± {pick.std:.4f} over "
             f"{len(pick.scores)} seeds (its own trial {pick.trial.score:.4f})")
     if single is not None and single.trial_id != pick.trial.trial_id:
@@ -354,7 +355,7 @@ def _result(config: Config, tracking: MlflowTrackingCallback, trials: list[Trial
     experiment_id = tracking.experiment_id
     return SearchResult(
         config.experiment_dir, trials, best, parent_run_id,
-        best_path if best_path.is_file() else None, config.tracking_uri,
+        best_path if best_path.is_file() else None, config.tracking_uri, config.metric_key,
         runs_url=None if experiment_id is None else runs_url(config.tracking_uri, experiment_id),
         unsent=tracking.unsent(), already_finished=already_finished,
         confirmed=confirmations,

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
+from autoft.core.metrics import mode  # noqa: E402
 from autoft.core.space import SearchSpace  # noqa: E402
 from autoft.tuning.results import TrialRecord  # noqa: E402
 from autoft.tuning.space_adapters import study_trial  # noqa: E402
@@ -24,10 +25,12 @@ from autoft.tuning.space_adapters import study_trial  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-def study_from_trials(trials: list[TrialRecord], space: SearchSpace) -> optuna.Study:
-    """An in-memory Optuna study holding every scored trial with its searched parameters."""
+def study_from_trials(trials: list[TrialRecord], space: SearchSpace,
+                      metric: str) -> optuna.Study:
+    """An in-memory Optuna study holding every scored trial with its searched parameters, in
+    ``metric``'s direction."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(direction=f"{mode(metric)}imize")
     for record in trials:
         if record.score is not None:
             study.add_trial(study_trial(space, record.hparams, record.score))
@@ -54,7 +57,7 @@ def write_plots(trials: list[TrialRecord], space: SearchSpace, metric: str,
     from optuna.visualization import matplotlib as optuna_plots
 
     folder.mkdir(parents=True, exist_ok=True)
-    study = study_from_trials(trials, space)
+    study = study_from_trials(trials, space, metric)
     drawers = {
         "optimization_history": lambda: optuna_plots.plot_optimization_history(
             study, target_name=metric).figure,

@@ -15,6 +15,7 @@ import pandas as pd
 from ray.tune import ExperimentAnalysis
 
 from autoft.core.errors import InputError
+from autoft.core.metrics import goodness
 from autoft.core.trials import Status, best_of, error_line, trial_status
 from trainables.api import TrialContext, split_trial_config
 
@@ -64,9 +65,11 @@ def load_trials(experiment_dir: Path, metric: str, num_epochs: int) -> list[Tria
     return sorted(records, key=lambda r: r.name)
 
 
-def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
-    """The trial with the highest final score (the last epoch it reached)."""
-    return best_of((r for r in records if r.status != "failed"), score=lambda r: r.score)
+def best_trial(records: list[TrialRecord], metric: str) -> TrialRecord | None:
+    """The trial with the best final score (the last epoch it reached): the highest, or the
+    lowest for a metric that is better lower (``metric``'s direction)."""
+    return best_of((r for r in records if r.status != "failed"),
+                   score=lambda r: None if r.score is None else goodness(metric, r.score))
 
 
 def trials_frame(records: list[TrialRecord], metric: str) -> pd.DataFrame:
