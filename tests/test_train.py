@@ -11,7 +11,7 @@ from PIL import Image
 from autoft.core.config import config_from_mapping
 from autoft.core.errors import InputError
 from autoft.tuning.train import train
-from trainables import image
+from trainables.image import trainable as image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

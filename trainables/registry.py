@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from autoft.core.config import Config
 from autoft.core.errors import InputError, validation_message
+from autoft.core.metrics import TASK_METRICS
 from trainables.api import Reporter, Trainable, TrialFailed
 from trainables.hparams import (
     DRIVER_HPARAMS,
@@ -34,11 +35,13 @@ class Builtin:
     module: str
     #: Reads ``data`` with a ``model`` and takes the hyperparameters of :mod:`trainables.hparams`.
     fine_tunes: bool
+    #: The tasks it learns (``task:``); empty: it has none (a script scores itself).
+    tasks: tuple[str, ...] = ()
 
 
 BUILTIN: dict[str, Builtin] = {
-    "text": Builtin("trainables.text", fine_tunes=True),
-    "image": Builtin("trainables.image", fine_tunes=True),
+    "text": Builtin("trainables.text.trainable", fine_tunes=True, tasks=tuple(TASK_METRICS)),
+    "image": Builtin("trainables.image.trainable", fine_tunes=True, tasks=("classification",)),
     "script": Builtin("trainables.script", fine_tunes=False),
 }
 
@@ -167,6 +170,9 @@ def check_config(config: Config, searched: Iterable[str] = (),
         if declared is not None:
             _check_declared(declared, config.fixed, searched, where)
         return
+    if config.task is not None and config.task not in builtin.tasks:
+        raise InputError(f"{where}: task: trainable {config.trainable!r} does not learn "
+                         f"{config.task} (it learns: {', '.join(builtin.tasks) or 'no task'})")
     if builtin.fine_tunes:
         for key in ("data", "model"):
             if not getattr(config, key):

@@ -2,10 +2,10 @@
 
 The PaddleHub study sorts fine-tuning tasks on two axes, the dataset's size and its similarity
 to the pretraining data, and the right strategy differs by quadrant. :func:`quadrant` places a
-measured dataset (:class:`trainables.probe.Profile`); :func:`suggest` narrows the generic ULMFiT
-space (``search_spaces/ulmfit_*.yaml``) to what pays off there, picks the warm-start points, the
-epochs, ``max_length`` and the metric, and :func:`render` writes it all as a YAML config whose
-comments say why. The thresholds:
+measured dataset (:class:`trainables.profile.probe.Profile`); :func:`suggest` narrows the
+generic ULMFiT space (``search_spaces/ulmfit_*.yaml``) to what pays off there, picks the
+warm-start points, the epochs, ``max_length`` and the metric, and :func:`render` writes it all
+as a YAML config whose comments say why. The thresholds:
 
 * **small** below :data:`SMALL_EXAMPLES` training examples (ants/bees: 245; SST-2's 1000-sentence
   subset), **large** from there (CoLA: 8551);
@@ -31,7 +31,7 @@ import yaml
 from autoft.core.space import load_space
 from autoft.tuning.warm_start import BASELINE, within
 from trainables.hparams import DEFAULT_LEARNING_RATE
-from trainables.probe import Profile
+from trainables.profile.probe import Profile
 
 #: Training examples from which a dataset counts as large.
 SMALL_EXAMPLES = 5000

