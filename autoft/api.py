@@ -208,13 +208,14 @@ def suggest(data: str | os.PathLike[str], model: str, *, trainable: str | None =
     if text_pair_column is not None:
         columns["text_pair_column"] = text_pair_column
     section = {"train": str(located.train), "eval": str(located.eval) if located.eval else None,
-               "format": located.format, **columns, "max_train_samples": max_train_samples}
+               "format": located.format, **columns, "max_train_samples": max_train_samples,
+               "label_names": str(located.label_names) if located.label_names else None}
     stem = Path(data).resolve()
     name = name or f"{stem.stem if stem.is_file() else stem.name}-suggested"
     raw = {"name": name, "trainable": kind, "model": model, "data": section,
            "pretrained_file": str(pretrained_file) if pretrained_file else None}
-    measured = config_from_mapping(raw, Path.cwd(), "suggest")
-    profile = measure(measured)
+    measured, task_why = resolve_task(config_from_mapping(raw, Path.cwd(), "suggest"))
+    profile = measure(measured, task_why or "")
     suggestion = suggest_for(profile)
     base = target.parent if target else Path.cwd()
     text = render(profile, suggestion, name=name, model=model, data=section, base=base,

@@ -26,6 +26,8 @@ TINY = {
     "search_efficiency": (["--reference-trials", "1", "--trials", "1", "--seeds", "1",
                            "--epochs", "1", "--train-samples", "8"], "efficiency"),
     "overhead": (["--trials", "1", "--repeats", "1", "--train-samples", "8"], "overhead"),
+    "tasks": (["--tasks", "stsb_minilm", "--trials", "1", "--seeds", "1", "--train-samples",
+               "16"], "tasks"),
 }
 
 

@@ -8,6 +8,7 @@ and check the quadrant each lands in and that ``autoft validate`` accepts the wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -74,6 +75,26 @@ def test_written_config_loads_and_its_warm_start_fits_the_space(
     for name in params:
         assert f"  {name}:" in text  # every choice is written ...
     assert text.count("\n  # ") >= len(params) + len(config.fixed)  # ... under its reason
+
+
+@pytest.mark.parametrize(("task", "metric"), [("regression", "pearson"),
+                                              ("multi_label", "micro_f1"),
+                                              ("token_classification", "entity_f1")])
+def test_each_task_gets_its_metric_and_its_knobs(tmp_path: Path, task: str,
+                                                 metric: str) -> None:
+    measured = dataclasses.replace(profile(), task=task, task_why="the data says so",
+                                   classes=[] if task == "regression" else ["0", "1"],
+                                   class_counts=[] if task == "regression" else [500, 500],
+                                   label_summary={"mean": 2.5})
+    chosen = suggest(measured)
+    assert chosen.metric.value == metric
+    assert ("threshold" in chosen.space) == (task == "multi_label")
+    (tmp_path / "train.tsv").write_text("a\t0\n")
+    text = render(measured, chosen, name="x", model="m", base=tmp_path,
+                  data={"train": str(tmp_path / "train.tsv")})
+    raw = yaml.safe_load(text)
+    assert raw["task"] == task and raw["metric"] == metric
+    assert f"task               {task}: the data says so" in text
 
 
 def test_max_length_covers_99_percent_and_metric_follows_balance() -> None:
@@ -165,3 +186,28 @@ def test_suggest_on_the_shared_datasets(shared_data: Path, tmp_path: Path,
         assert (raw["data"]["text_column"], raw["data"]["label_column"]) == (
             (0, 1) if folder == "cola" else (1, 0))
     assert cli_main(["validate", str(out)]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("folder", "args", "task", "metric", "measured"), [
+    ("stsb", ["--text-column", "7", "--text-pair-column", "8", "--label-column", "9"],
+     "regression", "pearson", "scores"),
+    ("goemotions", [], "multi_label", "micro_f1", "labels_per_example"),
+    ("conll2003", [], "token_classification", "entity_f1", "entities_PER"),
+])
+def test_suggest_infers_the_task_and_measures_what_fits_it(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, folder: str,
+        args: list[str], task: str, metric: str, measured: str) -> None:
+    """The task comes from the data (numeric scores, a labels.txt of names, CoNLL columns),
+    with its reason in the written config, its metric and, for multi-label, the threshold."""
+    out = tmp_path / f"{folder}.yaml"
+    assert cli_main(["suggest", str(shared_data / folder), "--model", MINILM,
+                     "--max-train-samples", "120", *args, "-o", str(out)]) == 0
+    capsys.readouterr()
+    written = out.read_text()
+    raw = yaml.safe_load(written)
+    assert raw["task"] == task and raw["metric"] == metric
+    assert f"#   task               {task}: " in written and measured in written
+    assert ("threshold" in raw["space"]) == (task == "multi_label")
+    assert cli_main(["validate", str(out)]) == 0
+    assert f"task {task}" in capsys.readouterr().out

@@ -203,7 +203,24 @@ def _fixed(profile: Profile, where: Quadrant) -> dict[str, Choice]:
     return fixed
 
 
+#: The metric of each task beyond classification, and why.
+TASK_METRIC = {
+    "regression": Choice("pearson", "the correlation of predicted and true scores (STS-B's "
+                         "metric); eval_spearman and eval_rmse are reported beside it"),
+    "multi_label": Choice("micro_f1", "micro-F1 weighs every label decision alike, so the "
+                          "frequent labels count as often as they occur; eval_macro_f1 and "
+                          "eval_map are reported beside it"),
+    "token_classification": Choice("entity_f1", "entity-level F1 (seqeval): an entity counts "
+                                   "when its type and span are both right"),
+}
+#: Multi-label: the threshold's range, and why it is searched.
+THRESHOLD = Choice(_float(0.1, 0.6), "the probability from which a label is predicted: with "
+                   "few labels per example, 0.5 predicts too few after a short fine-tune")
+
+
 def _metric(profile: Profile) -> Choice:
+    if profile.task in TASK_METRIC:
+        return TASK_METRIC[profile.task]
     share = profile.minority_share
     if share >= IMBALANCED:
         return Choice("accuracy", f"classes balanced (smallest/largest {share:.2f})")
@@ -242,6 +259,8 @@ def suggest(profile: Profile) -> Suggestion:
     """The search config's choices for a measured dataset."""
     where = quadrant(profile)
     space = _space(profile.trainable, where)
+    if profile.task == "multi_label":
+        space["threshold"] = THRESHOLD
     fixed = _fixed(profile, where)
     points, reasons = _points(profile.trainable, where, {k: c.value for k, c in space.items()},
                               {k: c.value for k, c in fixed.items()})
@@ -275,12 +294,29 @@ def _comment(text: str, indent: str = "") -> list[str]:
                          subsequent_indent=f"{indent}#   ") or [f"{indent}#"]
 
 
+#: What the similarity probe's score is, by task (:data:`trainables.profile.probe.PROBE_SCORES`).
+PROBE_SCORE_NAMES = {"classification": "balanced accuracy", "regression": "R²",
+                     "multi_label": "micro-F1", "token_classification": "balanced accuracy"}
+
+
+def _labels(profile: Profile) -> list[str]:
+    """The header's lines on the labels, as fits the task."""
+    summary = ", ".join(f"{k} {v:g}" for k, v in profile.label_summary.items())
+    counts = ", ".join(f"{c} {n}" for c, n in zip(profile.classes, profile.class_counts,
+                                                   strict=True))
+    if profile.task == "regression":
+        return [f"  scores             {summary}"]
+    what = {"multi_label": "labels", "token_classification": "tags"}.get(profile.task,
+                                                                          "classes")
+    lines = [f"  {what:<18} {len(profile.classes)}: {counts} "
+             f"(smallest/largest {profile.minority_share:.2f})"]
+    return lines + ([f"  {'of the labels':<18} {summary}"] if summary else [])
+
+
 def render(profile: Profile, suggestion: Suggestion, *, name: str, model: str,
            data: dict[str, Any], base: Path, pretrained_file: str | None = None) -> str:
     """The suggested search config as YAML, relative paths against ``base`` (the folder the
     config is written to), every choice with its reason in a comment."""
-    counts = ", ".join(f"{c} {n}" for c, n in zip(profile.classes, profile.class_counts,
-                                                   strict=True))
     unit = "tokens" if profile.trainable == "text" else "pixels (shorter side)"
     lengths = ", ".join(f"{k} {v}" for k, v in profile.lengths.items())
     probe = profile.probe
@@ -290,11 +326,12 @@ def render(profile: Profile, suggestion: Suggestion, *, name: str, model: str,
         "Measured:",
         f"  training examples  {profile.train_examples}; evaluation {profile.eval_examples} "
         f"({profile.eval_source})",
-        f"  classes            {len(profile.classes)}: {counts} "
-        f"(smallest/largest {profile.minority_share:.2f})",
+        f"  task               {profile.task}: {profile.task_why or 'given'}",
+        *_labels(profile),
         f"  {unit:<18} {lengths} (model: {profile.model_limit})",
-        f"  similarity probe   a linear classifier on frozen features ({probe.train_examples} "
-        f"train, {probe.eval_examples} eval), balanced accuracy:",
+        f"  similarity probe   a linear model on frozen features ({probe.train_examples} "
+        f"{'words' if profile.task == 'token_classification' else 'train'}, "
+        f"{probe.eval_examples} eval), {PROBE_SCORE_NAMES[profile.task]}:",
         f"                     pretrained {probe.pretrained:.3f}, random init {probe.random:.3f}"
         f" -> similarity {probe.similarity:.2f}",
         f"Quadrant: {suggestion.quadrant}: {suggestion.why}.",
@@ -303,7 +340,7 @@ def render(profile: Profile, suggestion: Suggestion, *, name: str, model: str,
     data_out = {k: (_path(v, base) if k in ("train", "eval") else v) for k, v in data.items()
                 if v is not None}
     lines = [header, f"name: {name}", f"trainable: {profile.trainable}",
-             f"model: {_flow(_path(model, base))}"]
+             f"task: {profile.task}", f"model: {_flow(_path(model, base))}"]
     if pretrained_file is not None:
         lines.append(f"pretrained_file: {_flow(_path(pretrained_file, base))}")
     lines.append("data:")

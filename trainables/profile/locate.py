@@ -2,8 +2,9 @@
 
 ``autoft suggest DATA`` takes what a user has at hand: a dataset folder with its splits
 (``cola/train.tsv`` + ``cola/dev.tsv``, ``hymenoptera/train/`` + ``hymenoptera/val/``), one
-training file, or one ImageFolder. :func:`locate` finds the training and evaluation splits and
-the format; :func:`infer_columns` finds the text and label columns of a table whose columns
+training file, or one ImageFolder. :func:`locate` finds the training and evaluation splits,
+the format (a ``.txt`` split of one token a line is CoNLL) and a ``labels.txt`` of label names
+beside them; :func:`infer_columns` finds the text and label columns of a table whose columns
 were not given: the label is the column with the fewest distinct values, the text the one with
 the longest values, and a csv/tsv first row whose label cell never appears again is a header.
 """
@@ -23,8 +24,10 @@ from autoft.core.errors import InputError
 TRAIN_NAMES = ("train",)
 #: Names of an evaluation split, in order of preference.
 EVAL_NAMES = ("dev", "val", "valid", "validation", "eval", "test")
-#: Suffixes of text tables.
-TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
+#: Suffixes of text splits: tables, and CoNLL column files.
+TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".conll", ".txt")
+#: A file of label names (one a line) beside the splits: multi-label data names its labels so.
+LABEL_NAMES_FILE = "labels.txt"
 #: Rows read to infer the columns.
 SNIFF_ROWS = 500
 
@@ -36,6 +39,7 @@ class Located:
     train: Path
     eval: Path | None
     format: str
+    label_names: Path | None = None
 
     @property
     def trainable(self) -> str:
@@ -71,8 +75,21 @@ def locate(data: Path, eval_path: Path | None = None, fmt: str | None = None) ->
     else:
         found_eval = _split(data, EVAL_NAMES)
     evaluation = eval_path or found_eval
+    if fmt is None and train.suffix == ".txt" and _looks_like_conll(train):
+        fmt = "conll"
     resolved = DataConfig(train=train, eval=evaluation, format=fmt).resolved_format
-    return Located(train=train, eval=evaluation, format=resolved)
+    names = data / LABEL_NAMES_FILE if data.is_dir() else None
+    return Located(train=train, eval=evaluation, format=resolved,
+                   label_names=names if names is not None and names.is_file() else None)
+
+
+def _looks_like_conll(path: Path) -> bool:
+    """Whether a ``.txt`` file reads as CoNLL: its first lines hold whitespace-separated fields
+    of one token each, in blocks separated by blank lines."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        lines = [line.split() for _, line in zip(range(SNIFF_ROWS), handle, strict=False)]
+    fields = [len(line) for line in lines if line]
+    return bool(fields) and [] in lines and min(fields) >= 2 and len(set(fields)) == 1
 
 
 def _sample(path: Path, fmt: str) -> pd.DataFrame:
