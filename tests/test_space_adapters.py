@@ -167,11 +167,11 @@ def test_pso_suggests_grid_values_that_the_plots_accept(tmp_path: Path) -> None:
     space = load_space(raw)
     near = {"learning_rate": 3.0e-4 + 1e-15, "blocks": 5}  # on the grid within Optuna's tolerance
     space.check_point(near, "points_to_evaluate[0]")
-    searcher = _particle_swarm(_pso_config(tmp_path, raw, [near]), space, "score", [near])
+    searcher = _particle_swarm(_pso_config(tmp_path, raw, [near]), space, "eval_accuracy", [near])
     points = []
     for index in range(12):
         points.append(searcher.suggest(f"t{index}"))
-        searcher.on_trial_complete(f"t{index}", {"score": -abs(points[-1]["blocks"] - 9)})
+        searcher.on_trial_complete(f"t{index}", {"eval_accuracy": -abs(points[-1]["blocks"] - 9)})
     assert points[0] == {"learning_rate": 3.0e-4, "blocks": 5}
     for point in points:
         space.check_point(point, "pso")
@@ -183,7 +183,7 @@ def test_pso_suggests_grid_values_that_the_plots_accept(tmp_path: Path) -> None:
 def test_pso_refuses_conditional_parameters(tmp_path: Path) -> None:
     raw = KINDS["conditional"]
     with pytest.raises(InputError, match="pso cannot search conditional parameters"):
-        _particle_swarm(_pso_config(tmp_path, raw, []), load_space(raw), "score", [])
+        _particle_swarm(_pso_config(tmp_path, raw, []), load_space(raw), "eval_accuracy", [])
 
 
 def test_plots_leave_out_values_that_are_not_in_the_space() -> None:

@@ -10,7 +10,7 @@ from trainables.hparams import KNOWN_HPARAMS, HParams, check_hparam_names, parse
 def test_known_names_are_design_md_table():
     table = {"learning_rate", "batch_size", "num_epochs", "lr_schedule", "cut_frac", "ratio",
              "warmup_proportion", "end_lr_ratio", "dis_blocks", "factor", "frz_blocks",
-             "weight_decay", "l2sp_alpha", "l2sp_beta", "max_length", "seed"}
+             "weight_decay", "l2sp_alpha", "l2sp_beta", "max_length", "threshold", "seed"}
     assert table == KNOWN_HPARAMS
 
 
@@ -21,7 +21,7 @@ def test_defaults_and_learning_rate_per_trainable():
         "batch_size": 32, "num_epochs": 3, "lr_schedule": "constant", "cut_frac": 0.1,
         "ratio": 32, "warmup_proportion": 0.1, "end_lr_ratio": 0.0, "dis_blocks": 0,
         "factor": 2.6, "frz_blocks": 0, "weight_decay": 0.01, "l2sp_alpha": 0.0,
-        "l2sp_beta": 0.0, "max_length": 128, "seed": 0}
+        "l2sp_beta": 0.0, "max_length": 128, "threshold": 0.5, "seed": 0}
 
 
 def test_given_values_win_and_sampler_types_are_accepted():

@@ -190,6 +190,7 @@ def resolve_task(config: Config) -> tuple[Config, str | None]:
     builtin = BUILTIN.get(config.trainable)
     if config.task is not None or builtin is None or not builtin.fine_tunes or not config.data:
         return config, None
+    check_config(config)  # what is wrong with the config itself first, then with its data
     task, why = _import(builtin.module, config.trainable).infer_task(config.data)
     return config.with_task(task), why
 
