@@ -34,7 +34,7 @@ from autoft.tracking.store import check_store
 from autoft.tracking.writer import MlflowWriter
 from autoft.tuning.algorithms import describe_strategy
 from autoft.tuning.driver import SearchInterrupted, SearchResult, plan_search, run_search
-from autoft.tuning.experiment import resumable_config
+from autoft.tuning.experiment import check_new_experiment, resumable_config
 from autoft.tuning.export import Format, export_best
 from autoft.tuning.packing import describe_auto
 from autoft.tuning.suggest import Suggestion, render
@@ -44,7 +44,7 @@ from autoft.tuning.train import train as train_config
 from trainables import load_trainable
 from trainables.profile.locate import infer_columns, locate
 from trainables.profile.probe import Profile, measure
-from trainables.registry import check_config, resolve_task, unchecked_hparams
+from trainables.registry import check_config, check_inputs, resolve_task, unchecked_hparams
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
 
@@ -108,10 +108,13 @@ def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any
         space, strategy = None, None
     else:
         space = plan_search(loaded).space
+        check_new_experiment(loaded)
         strategy = describe_strategy(loaded, space)
     prepare = functools.cache(lambda: load_trainable(loaded.trainable).prepare(loaded))
     if prepare_data:
         prepare()
+    else:
+        check_inputs(loaded)
     gpus = (describe_auto(loaded, space, prepare)
             if space is not None and loaded.resources.gpu == "auto" else None)
     unchecked = unchecked_hparams(loaded, space.names if space is not None else ())

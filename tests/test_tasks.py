@@ -94,10 +94,12 @@ def test_conll_and_jsonl_read_the_same_sentences(tmp_path: Path) -> None:
     jsonl.write_text(json.dumps({"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]}) + "\n"
                      + json.dumps({"tokens": ["Peter", "Blackburn"],
                                    "tags": ["B-PER", "I-PER"]}) + "\n")
-    config = autoft.validate({"name": "t", "model": MINILM, "data": {"train": str(conll)}})
+    config = autoft.validate({"name": "t", "model": MINILM,
+                              "data": {"train": str(conll), "eval": str(conll)}})
     assert config.config.task == "token_classification"
     from_conll = sequences.read_sentences(config.config.data, conll, "data.train")
-    jsonl_config = autoft.validate({"name": "t", "model": MINILM, "data": {"train": str(jsonl)}})
+    jsonl_config = autoft.validate({"name": "t", "model": MINILM,
+                                    "data": {"train": str(jsonl), "eval": str(jsonl)}})
     assert jsonl_config.config.task == "token_classification"
     assert "tokens and tags" in jsonl_config.task_reason
     from_jsonl = sequences.read_sentences(jsonl_config.config.data, jsonl, "data.train")

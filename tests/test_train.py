@@ -85,7 +85,7 @@ def test_train_image_saves_safetensors_and_config(tmp_path):
                 pixels[..., k] += 170
                 Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.png")
     config = config_from_mapping(
-        {"name": "pets", "trainable": "image", "model": "test_efficientnet",
+        {"name": "pets", "trainable": "image", "model": "test_efficientnet", "pretrained": False,
          "data": {"train": "train", "eval": "val"}, "fixed": {"num_epochs": 1, "batch_size": 4}},
         tmp_path)
     result = train(config, output_dir=tmp_path / "out")

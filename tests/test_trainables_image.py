@@ -150,11 +150,15 @@ def test_prepare_checks_model_and_weights(tmp_path):
         image.prepare(config_from_mapping({**raw, "model": "no_such_net"}, tmp_path))
     with pytest.raises(InputError, match="296 tensors cannot be matched by order to the 122"):
         image.prepare(config_from_mapping({**raw, "model": "resnet18"}, tmp_path))
+    with pytest.raises(InputError, match="pretrained_file: required for a pretrained resnet18.*"
+                       "pretrained: false"):  # no silent training from random weights
+        image.prepare(config_from_mapping({**raw, "model": "resnet18",
+                                           "pretrained_file": None}, tmp_path))
 
 
 def test_fit_reports_each_epoch_and_saved_model_reloads(tmp_path):
     config = config_from_mapping(
-        {"name": "i", "trainable": "image", "model": "test_efficientnet",
+        {"name": "i", "trainable": "image", "model": "test_efficientnet", "pretrained": False,
          "data": {"train": str(make_folder(tmp_path / "train")),
                   "eval": str(make_folder(tmp_path / "val", per_class=2))}}, tmp_path)
     prepared = image.prepare(config)

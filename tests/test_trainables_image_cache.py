@@ -56,7 +56,7 @@ def items_of(root: Path) -> list[images.Item]:
 
 def search_config(tmp_path: Path, **extra) -> object:
     return config_from_mapping(
-        {"name": "c", "trainable": "image", "model": MODEL,
+        {"name": "c", "trainable": "image", "model": MODEL, "pretrained": False,
          "data": {"train": str(make_folder(tmp_path / "train")),
                   "eval": str(make_folder(tmp_path / "val", per_class=2))}, **extra}, tmp_path)
 
@@ -286,7 +286,7 @@ def test_corrupt_images_stay_skipped_and_counted(tmp_path):
     (root / "ants" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "bees" / "empty.png").write_bytes(b"")
     config = config_from_mapping(
-        {"name": "c", "trainable": "image", "model": MODEL,
+        {"name": "c", "trainable": "image", "model": MODEL, "pretrained": False,
          "data": {"train": str(root), "eval": str(make_folder(tmp_path / "val", 2))}}, tmp_path)
     with pytest.warns(UserWarning, match=r"data.train: skipped 2 of 10 image files") as caught:
         prepared = image.prepare(config)

@@ -76,6 +76,27 @@ def test_jsonl_and_saved_datasets_folder(tmp_path):
     assert rows.labels == ["pos", "neg"] and declared == ["pos", "neg"]
 
 
+def test_a_datasetdict_as_eval_is_read_through_a_named_split_never_its_train(tmp_path):
+    import datasets
+
+    def split(texts):
+        return datasets.Dataset.from_dict({"sentence": texts, "label": [0, 1]})
+
+    datasets.DatasetDict({"train": split(["t1", "t2"]), "validation": split(["v1", "v2"]),
+                          "test": split(["x1", "x2"])}).save_to_disk(tmp_path / "hf")
+    data = DataConfig(train=tmp_path / "hf", eval=tmp_path / "hf", text_column="sentence",
+                      label_column="label")
+    assert tables.read_split(data, data.eval, "data.eval")[0].texts == ["v1", "v2"]
+    assert tables.read_split(data, data.train, "data.train")[0].texts == ["t1", "t2"]
+    named = data.model_copy(update={"eval_split": "test"})
+    assert tables.read_split(named, named.eval, "data.eval")[0].texts == ["x1", "x2"]
+    datasets.DatasetDict({"train": split(["t1", "t2"])}).save_to_disk(tmp_path / "only")
+    only = DataConfig(train=tmp_path / "only", eval=tmp_path / "only",
+                      text_column="sentence", label_column="label")
+    with pytest.raises(InputError, match="without a validation or test split.*eval_split"):
+        tables.read_split(only, only.eval, "data.eval")
+
+
 @pytest.mark.parametrize("data, message", [
     ({"text_column": 3}, "text_column: column index 3 out of range"),
     ({"text_column": "sentence"}, "text_column: no column named 'sentence'"),

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from autoft.core.config import Config
 from autoft.core.errors import InputError, validation_message
 from autoft.core.metrics import TASK_METRICS
+from autoft.core.space import SearchSpace
 from trainables.api import Reporter, Trainable, TrialFailed
 from trainables.hparams import (
     DRIVER_HPARAMS,
@@ -149,17 +150,18 @@ def _user_function(name: str) -> UserFunction:
     return function
 
 
-def check_config(config: Config, searched: Iterable[str] = (),
-                 space_source: str | None = None) -> None:
+def check_config(config: Config, space: SearchSpace | None = None) -> None:
     """Refuse a config that its trainable cannot run, before anything is written or started.
 
     A built-in fine-tune needs ``data`` and ``model``, and every name in ``fixed`` and in the
-    ``searched`` space (read from ``space_source``) must be one of its hyperparameters, every
-    ``fixed`` value in range; ``script`` needs its ``script`` section. A user function must
-    import; the ``fixed`` values autoft reads (:data:`DRIVER_HPARAMS`) and those the function
-    declares (:func:`declared_model`) must keep their rules.
+    ``space`` must be one of its hyperparameters, every ``fixed`` value and every value the
+    space can give in range (each choice, both ends of a range: :attr:`SearchSpace.extremes`);
+    ``script`` needs its ``script`` section. A user function must import; the ``fixed`` values
+    autoft reads (:data:`DRIVER_HPARAMS`) and those the function declares
+    (:func:`declared_model`) must keep their rules.
     """
     where = str(config.source or "config")
+    searched = space.names if space is not None else []
     check_driver_hparams(config.fixed, f"{where}: fixed")
     builtin = BUILTIN.get(config.trainable)
     if builtin is None:
@@ -177,10 +179,26 @@ def check_config(config: Config, searched: Iterable[str] = (),
         for key in ("data", "model"):
             if not getattr(config, key):
                 raise InputError(f"{where}: {key}: required for trainable {config.trainable!r}")
-        check_hparam_names(searched, space_source or f"{where}: space")
+        check_hparam_names(searched, space.source if space is not None else f"{where}: space")
         parse_hparams(config.fixed, config.trainable, f"{where}: fixed")
+        for name, values in (space.extremes if space is not None else {}).items():
+            for value in values:  # "space.yaml: batch_size: Input should be ... (got -4)"
+                parse_hparams({name: value}, config.trainable, space.source)  # type: ignore[union-attr]
     elif config.script is None:
         raise InputError(f"{where}: script: required for trainable {config.trainable!r}")
+
+
+def check_inputs(config: Config) -> None:
+    """Refuse a model or data that a built-in fine-tune's ``prepare`` would refuse, without
+    preparing them (no tokenising, no decoding): the model loads its config and tokenizer (text)
+    or is a timm name with its weights (image), the data files parse with their columns and
+    labels. ``validate`` runs this; a search finds the same in ``prepare``."""
+    builtin = BUILTIN.get(config.trainable)
+    if builtin is None or not builtin.fine_tunes:
+        return
+    module = _import(builtin.module, config.trainable)
+    module.check_model(config)
+    module.check_data(config)
 
 
 def resolve_task(config: Config) -> tuple[Config, str | None]:

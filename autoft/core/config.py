@@ -51,6 +51,10 @@ class DataConfig(_Section):
     label_column: Column | list[Column] = 1
     #: Multi-label: a file of label names, one a line (the labels are then their indices).
     label_names: Path | None = None
+    #: ``hf_disk``: the split of a ``DatasetDict`` that ``train`` and ``eval`` are read from
+    #: (default: ``train``; for eval ``validation``, else ``test``).
+    train_split: str = "train"
+    eval_split: str | None = None
     max_train_samples: int | None = Field(default=None, gt=0)
     max_eval_samples: int | None = Field(default=None, gt=0)
 
@@ -111,10 +115,11 @@ class SearchSettings(_Section):
 
 class Resources(_Section):
     """Resources per trial; ``gpu`` may be fractional (0.25 runs four trials per GPU) or
-    ``auto``: as many trials per GPU as fit their measured memory, none without GPUs."""
+    ``auto``: as many trials per GPU as fit their measured memory, none without GPUs. A trial
+    trains on one device, so more than one GPU per trial would be reserved and left idle."""
 
     cpu: float = Field(default=1, gt=0)
-    gpu: Annotated[float, Field(ge=0)] | Literal["auto"] = "auto"
+    gpu: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
 
 
 class RayConfig(_Section):
@@ -147,6 +152,9 @@ class Config(_Section):
     trainable: str = "text"
     model: str | None = None
     pretrained_file: Path | None = None
+    #: ``image``: false trains the timm model from random weights, said out loud (there is no
+    #: model hub here: pretrained weights come from ``pretrained_file``).
+    pretrained: bool = True
     #: What is learnt; None until inferred from the data (:func:`trainables.resolve_task`).
     task: TaskName | None = None
     data: DataConfig | None = None

@@ -409,6 +409,18 @@ class SearchSpace(BaseModel):
         """The parameter names, in order."""
         return [param.name for param in self.params]
 
+    @property
+    def extremes(self) -> dict[str, list[Any]]:
+        """Per parameter the values that decide whether all of its values keep a rule that
+        bounds them (at least, at most): every choice, or both ends of a range.
+
+        >>> load_space({"batch_size": {"type": "categorical", "choices": [-4, 16]},
+        ...             "cut_frac": {"type": "float", "low": 0.0, "high": 1.5}}).extremes
+        {'batch_size': [-4, 16], 'cut_frac': [0.0, 1.5]}
+        """
+        return {param.name: list(param.choices) if isinstance(param, CategoricalParam)
+                else [param.low, param.high] for param in self.params}
+
     def sample(self, rng: random.Random) -> dict[str, Any]:
         """An independent random point in which exactly the active parameters appear.
 

@@ -31,7 +31,7 @@ from autoft.tracking.tags import SELECTION_TAG
 from autoft.tuning.algorithms import make_scheduler, make_search_alg, pbt_param_space
 from autoft.tuning.confirm import Confirmed, Retrain, chosen, run_retrains, still_to_run
 from autoft.tuning.console import ConsoleCallback
-from autoft.tuning.experiment import EXPERIMENT_CONFIG, create_experiment
+from autoft.tuning.experiment import EXPERIMENT_CONFIG, check_new_experiment, create_experiment
 from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
 from autoft.tuning.numbering import with_trial_slot
 from autoft.tuning.packing import measure_on_gpu, packed, packing
@@ -105,7 +105,7 @@ def load_search_space(config: Config) -> SearchSpace:
     source = (str(config.space) if isinstance(config.space, Path)
               else f"{config.source or 'config'}: space")
     space = load_space(config.space, source)
-    check_config(config, space.names, source)
+    check_config(config, space)
     return space
 
 
@@ -144,6 +144,11 @@ def ray_session(address: str | None) -> Iterator[None]:
     """
     # Epoch checkpoints of short trials snapshot the experiment often; that is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if address is None:
+        # Token authentication, as Ray turns it on for a new local cluster, said explicitly: Ray
+        # then creates the token the same way but does not print that it did at every search.
+        # Process-wide, as Ray sets it itself: the driver's later clients need it too.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     if ray.is_initialized():
         yield
         return
@@ -239,6 +244,8 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
         if trials_done and not still_to_run(config, trials):
             return _result(config, tracking, trials, *chosen(config, trials),
                            already_finished=True)
+    else:
+        check_new_experiment(config)
     trainable = load_trainable(config.trainable)
     prepared = trainable.prepare(config)
     # Ctrl-C raises KeyboardInterrupt here instead of Ray's own stop-and-return, so that an

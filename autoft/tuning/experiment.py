@@ -22,6 +22,18 @@ log = logging.getLogger(__name__)
 EXPERIMENT_CONFIG = "autoft_config.yaml"
 
 
+def _taken(folder: Path) -> InputError:
+    return InputError(f"{folder} already holds a search: continue it with "
+                      f"`autoft resume {folder}`, or change name or storage")
+
+
+def check_new_experiment(config: Config) -> None:
+    """Refuse a new search whose folder is taken, before anything starts (Ray included);
+    :func:`create_experiment` still makes the folder exclusively, for searches that race."""
+    if config.experiment_dir.exists():
+        raise _taken(config.experiment_dir)
+
+
 def create_experiment(config: Config) -> Path:
     """Make the experiment folder and record the resolved config in it.
 
@@ -33,8 +45,7 @@ def create_experiment(config: Config) -> Path:
     try:
         folder.mkdir()
     except FileExistsError:
-        raise InputError(f"{folder} already holds a search: continue it with "
-                         f"`autoft resume {folder}`, or change name or storage") from None
+        raise _taken(folder) from None
     text = yaml.safe_dump(config.to_yaml_dict(), sort_keys=False)
     write_text_atomic(folder / EXPERIMENT_CONFIG, text)
     return folder

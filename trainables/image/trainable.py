@@ -134,13 +134,32 @@ def read_folders(config: Config) -> Folders:
     return Folders(classes, train, evaluation, eval_source)
 
 
-def model_with_body(config: Config) -> tuple[nn.Module, dict[str, torch.Tensor] | None]:
-    """The timm model ``config.model`` (random weights) and the pretrained body read from
-    ``pretrained_file`` for it (None without one)."""
+def check_model(config: Config) -> None:
+    """Refuse a model that ``prepare`` would refuse: not a timm name, or no weights without
+    ``pretrained: false`` said (there is no hub to fetch them from)."""
+    where = config.source or "config"
     if not timm.is_model(config.model):
         examples = ", ".join(timm.list_models("efficientnet_lite*")[:3])
-        raise InputError(f"{config.source or 'config'}: model: {config.model!r} is not a timm "
-                         f"model name (e.g. {examples})")
+        raise InputError(f"{where}: model: {config.model!r} is not a timm model name (e.g. "
+                         f"{examples})")
+    if config.pretrained and config.pretrained_file is None:
+        raise InputError(f"{where}: pretrained_file: required for a pretrained {config.model} "
+                         "(a local weights file: there is no model hub here); set "
+                         "`pretrained: false` to train it from random weights")
+    if not config.pretrained and config.pretrained_file is not None:
+        raise InputError(f"{where}: pretrained: false, but pretrained_file names weights; "
+                         "drop one of them")
+
+
+def check_data(config: Config) -> None:
+    """Refuse data that ``prepare`` would refuse, without decoding the images."""
+    read_folders(config)
+
+
+def model_with_body(config: Config) -> tuple[nn.Module, dict[str, torch.Tensor] | None]:
+    """The timm model ``config.model`` (random weights) and the pretrained body read from
+    ``pretrained_file`` for it (None with ``pretrained: false``)."""
+    check_model(config)
     model = timm.create_model(config.model, pretrained=False)
     if config.pretrained_file is None:
         return model, None

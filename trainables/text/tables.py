@@ -89,10 +89,12 @@ def split_key(data: DataConfig, path: Path) -> str:
     return "data.eval" if data.eval is not None and Path(path) == data.eval else "data"
 
 
-def read_split(data: DataConfig, path: Path) -> tuple[LabelledTexts, list[str] | None]:
-    """Read one file/folder of ``data``'s format; also the label order a ``datasets``
+def read_split(data: DataConfig, path: Path,
+               key: str | None = None) -> tuple[LabelledTexts, list[str] | None]:
+    """Read one file/folder of ``data``'s format as the split ``key`` (``data.train`` or
+    ``data.eval``; default: the one ``path`` is); also the label order a ``datasets``
     ClassLabel feature declares (else None). Malformed lines are skipped with one warning."""
-    key = split_key(data, path)
+    key = key or split_key(data, path)
     if not path.exists():
         raise InputError(f"{path}: {key}: data file not found")
     fmt = data.resolved_format
@@ -111,7 +113,8 @@ def read_split(data: DataConfig, path: Path) -> tuple[LabelledTexts, list[str] |
     elif fmt == "jsonl":
         table = _read_jsonl(path, key, list(columns.values()))
     elif fmt == "hf_disk" and label_columns is None:
-        table, declared_names = _read_hf_disk(path, key, data.label_column)
+        split = data.train_split if key == "data.train" else data.eval_split
+        table, declared_names = _read_hf_disk(path, key, data.label_column, split)
     else:
         raise InputError(f"{path}: {key}: format {fmt!r} is not a text table "
                          "(csv, tsv, jsonl, hf_disk)")
@@ -277,8 +280,14 @@ def _read_jsonl(path: Path, key: str, columns: list[Column]) -> _Table:
     return _Table(frame, malformed)
 
 
-def _read_hf_disk(path: Path, key: str,
-                  label_column: Column) -> tuple[_Table, list[str] | None]:
+#: The splits of a ``DatasetDict`` that ``data.eval`` reads without ``data.eval_split``, in order.
+EVAL_SPLITS = ("validation", "test")
+
+
+def _read_hf_disk(path: Path, key: str, label_column: Column,
+                  split: str | None) -> tuple[_Table, list[str] | None]:
+    """A ``save_to_disk`` folder; of a ``DatasetDict`` the ``split`` named (``data.train``:
+    ``train``; ``data.eval``: :data:`EVAL_SPLITS`, never its training split silently)."""
     import datasets
 
     try:
@@ -287,10 +296,13 @@ def _read_hf_disk(path: Path, key: str,
         raise InputError(f"{path}: {key}: not a datasets folder saved with save_to_disk: "
                          f"{exc}") from None
     if isinstance(loaded, datasets.DatasetDict):
-        if "train" not in loaded:
-            raise InputError(f"{path}: {key}: a DatasetDict without a 'train' split "
-                             f"(splits: {', '.join(loaded)})")
-        loaded = loaded["train"]
+        setting = "train_split" if key == "data.train" else "eval_split"
+        chosen = split or next((s for s in EVAL_SPLITS if s in loaded), None)
+        if chosen not in loaded:
+            raise InputError(f"{path}: {key}: a DatasetDict without "
+                             f"{f'a {chosen!r} split' if chosen else 'a validation or test split'}"
+                             f" (splits: {', '.join(loaded)}); name one with data.{setting}")
+        loaded = loaded[chosen]
     frame = loaded.to_pandas()
     frame.index = range(1, len(frame) + 1)
     names = list(loaded.features)

@@ -86,17 +86,64 @@ def _max_length(model_config, tokenizer) -> int:
 
 def prepare(config: Config) -> TextData:
     """Read, check and tokenise the train and eval data once per search."""
-    data, task = config.data, config.task or "classification"
-    if data is None or not config.model:
-        raise InputError("trainable text needs model and data")
-    model_config, tokenizer = _load_tokenizer(config.model)
+    model_config, tokenizer = _load_tokenizer(_model(config))
     limit = _max_length(model_config, tokenizer)
+    read = read_data(config)
+    return TextData(model=_model(config), task=read.task, label_names=read.names,
+                    pad_id=tokenizer.pad_token_id or 0,
+                    train=_encode(tokenizer, *read.train, limit, str(config.data.train)),
+                    eval=_encode(tokenizer, *read.eval, limit, read.eval_source),
+                    eval_source=read.eval_source, model_max_length=limit)
+
+
+def _model(config: Config) -> str:
+    if config.data is None or not config.model:
+        raise InputError(f"{config.source or 'config'}: trainable text needs model and data")
+    return config.model
+
+
+def check_model(config: Config) -> None:
+    """Refuse a model that ``prepare`` would refuse (its config and tokenizer must load)."""
+    _load_tokenizer(_model(config))
+
+
+def check_data(config: Config) -> None:
+    """Refuse data that ``prepare`` would refuse, without tokenising it."""
+    read_data(config)
+
+
+@dataclass(frozen=True)
+class ReadData:
+    """The task's splits as read and labelled, before tokenising: the rows (tables or tagged
+    sentences) with the task's labels, and the label names."""
+
+    task: str
+    names: list[str]
+    train: tuple[Any, Any]
+    eval: tuple[Any, Any]
+    eval_source: str
+
+
+def read_data(config: Config) -> ReadData:
+    """Read and label the train and eval data: tables for classes, scores and label sets,
+    tagged sentences for tags."""
+    _model(config)
+    data, task = config.data, config.task or "classification"
+    assert data is not None
     read = _read_tagged if task == "token_classification" else _read_labelled
-    names, train, evaluation, eval_source = read(data, task, config.search.seed, tokenizer,
-                                                 limit)
-    return TextData(model=config.model, task=task, label_names=names,
-                    pad_id=tokenizer.pad_token_id or 0, train=train, eval=evaluation,
-                    eval_source=eval_source, model_max_length=limit)
+    return read(data, task, config.search.seed)
+
+
+def _encode(tokenizer, rows: Any, labels: Any, limit: int, where: str) -> tokens.Encoded:
+    """Tokenised rows: texts (or pairs) with their labels, or words with their tag ids (the
+    words past the model's limit counted in a warning)."""
+    if not isinstance(rows, sequences.TaggedSentences):
+        return tokens.encode(tokenizer, rows.texts, rows.pairs, labels, limit)
+    encoded, dropped = tokens.encode_words(tokenizer, rows.words, labels, limit)
+    if dropped:
+        logger.warning("%s: %d word(s) past the model's %d tokens are dropped (not trained "
+                       "on or scored)", where, dropped, limit)
+    return encoded
 
 
 def _splits(data: DataConfig, seed: int,
@@ -115,13 +162,12 @@ def _splits(data: DataConfig, seed: int,
             subsample(evaluation, data.max_eval_samples, seed), eval_source)
 
 
-def _read_labelled(data: DataConfig, task: str, seed: int, tokenizer,
-                   limit: int) -> tuple[list[str], tokens.Encoded, tokens.Encoded, str]:
+def _read_labelled(data: DataConfig, task: str, seed: int) -> ReadData:
     """Sentences (or pairs) with a class, a score or a set of labels."""
     declared: list[list[str] | None] = []
 
     def read(path: Path, key: str) -> tables.LabelledTexts:
-        rows, names = tables.read_split(data, path)
+        rows, names = tables.read_split(data, path, key)
         declared.append(names)
         return rows
 
@@ -144,10 +190,8 @@ def _read_labelled(data: DataConfig, task: str, seed: int, tokenizer,
                              f"({names[0]!r}); a classifier needs at least 2")
         labels = {"train": tables.encode_labels(train.labels, names, where["train"]),
                   "eval": tables.encode_labels(evaluation.labels, names, where["eval"])}
-    return (names,
-            tokens.encode(tokenizer, train.texts, train.pairs, labels["train"], limit),
-            tokens.encode(tokenizer, evaluation.texts, evaluation.pairs, labels["eval"], limit),
-            eval_source)
+    return ReadData(task, names, (train, labels["train"]), (evaluation, labels["eval"]),
+                    eval_source)
 
 
 def _names_file(data: DataConfig) -> list[str] | None:
@@ -161,26 +205,20 @@ def _names_file(data: DataConfig) -> list[str] | None:
     return names
 
 
-def _read_tagged(data: DataConfig, task: str, seed: int, tokenizer,
-                 limit: int) -> tuple[list[str], tokens.Encoded, tokens.Encoded, str]:
-    """Sentences with a tag per word; the words the model's limit drops are counted."""
+def _read_tagged(data: DataConfig, task: str, seed: int) -> ReadData:
+    """Sentences with a tag per word (the tag ids, in the order of :func:`tag_names`)."""
     train, evaluation, eval_source = _splits(
         data, seed, lambda path, key: sequences.read_sentences(data, path, key))
     names = sequences.tag_names(train.tags)
     ids = {name: index for index, name in enumerate(names)}
-    encoded = []
+    tag_ids = []
     for rows, where in ((train, str(data.train)), (evaluation, eval_source)):
         unknown = sorted({tag for sentence in rows.tags for tag in sentence} - set(ids))
         if unknown:
             raise InputError(f"{where}: tag(s) {', '.join(map(repr, unknown[:5]))} never occur "
                              f"in the training data (tags: {', '.join(names)})")
-        tag_ids = [[ids[tag] for tag in sentence] for sentence in rows.tags]
-        split, dropped = tokens.encode_words(tokenizer, rows.words, tag_ids, limit)
-        if dropped:
-            logger.warning("%s: %d word(s) past the model's %d tokens are dropped (not trained "
-                           "on or scored)", where, dropped, limit)
-        encoded.append(split)
-    return names, encoded[0], encoded[1], eval_source
+        tag_ids.append([[ids[tag] for tag in sentence] for sentence in rows.tags])
+    return ReadData(task, names, (train, tag_ids[0]), (evaluation, tag_ids[1]), eval_source)
 
 
 def infer_task(data: DataConfig) -> tuple[str, str]:
