@@ -237,6 +237,7 @@ CASES = [
     Case("max-concurrent-0", put("search.max_concurrent", 0), "config", "search.max_concurrent"),
     Case("resources-cpu-0", put("resources.cpu", 0), "config", "resources.cpu"),
     Case("resources-gpu-negative", put("resources.gpu", -1), "config", "resources.gpu"),
+    Case("resources-gpu-more-than-one", put("resources.gpu", 4), "config", "resources.gpu"),
     Case("max-train-samples-0", put("data.max_train_samples", 0), "config",
          "data.max_train_samples"),
     Case("metric-unknown", put("metric", "bleu"), "config", r"\bmetric\b"),
@@ -251,6 +252,14 @@ CASES = [
     Case("fixed-unknown-hyperparameter", put("fixed.dropout", 0.1), "config", "dropout"),
     Case("fixed-negative-learning-rate", put("fixed.learning_rate", -1e-4), "config",
          "fixed.*learning_rate"),
+    # every value a space can take keeps its hyperparameter's rule
+    Case("space-batch-size-choice-negative", space(SPACE, batch_size={
+        "type": "categorical", "choices": [-4, 16]}), "space", "batch_size.*greater than"),
+    Case("space-cut-frac-above-1", space(SPACE, cut_frac={
+        "type": "float", "low": 0.0, "high": 1.5, "when": {"lr_schedule": "stlr"}}), "space",
+        "cut_frac.*less than or equal to 1"),
+    Case("space-dis-blocks-negative", space(SPACE, dis_blocks={
+        "type": "int", "low": -2, "high": 3}), "space", "dis_blocks.*greater than"),
     # search space entries (space.yaml)
     Case("space-low-above-high", space(SPACE, learning_rate={
         "type": "float", "low": 1e-3, "high": 1e-5, "log": True}), "space", "learning_rate.*low"),
@@ -295,6 +304,10 @@ CASES = [
          "weights.pth", "pretrained_file", base="image"),
     Case("model-folder-not-a-model", make_dir("not_a_model", "model"), "not_a_model",
          r"\bmodel\b"),
+    Case("model-folder-missing", put("model", "/nowhere/minilm"), "/nowhere/minilm",
+         r"\bmodel\b"),
+    Case("image-without-weights-unsaid", put("pretrained_file", None), "config",
+         "pretrained_file.*pretrained: false", base="image"),
     Case("image-model-unknown", put("model", "no_such_net"), "config", r"\bmodel\b",
          base="image"),
     Case("storage-is-a-file", make_file("storage.txt", "a file", "storage"), "config",
@@ -404,10 +417,15 @@ def judge(argv: list[str], names: str, says: str, storage: Path,
     return problems + leftovers(storage)
 
 
+#: Each case runs through each command: validate and a dry run refuse what search refuses.
+COMMANDS = {"search": ["search"], "validate": ["validate"], "dry-run": ["search", "--dry-run"]}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_exits_2_with_one_line_and_leaves_nothing(
-        case: Case, tmp_path: Path, image_data: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        case: Case, command: str, tmp_path: Path, image_data: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path.resolve()
     config = base_config(case.base, folder, image_data)
     config_path = folder / "search.yaml"
@@ -416,9 +434,26 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(
                            else yaml.safe_dump(config, sort_keys=False))
     names = {"config": config_path, "space": folder / "space.yaml"}.get(
         case.names, folder / case.names)
-    problems = judge(["search", str(config_path)], str(names), case.says, folder / "results",
-                     monkeypatch, capsys)
+    problems = judge([*COMMANDS[command], str(config_path)], str(names), case.says,
+                     folder / "results", monkeypatch, capsys)
     assert not problems, f"{case.id}: " + "; ".join(problems)
+
+
+def test_a_search_whose_folder_is_taken_is_refused_before_ray_and_keeps_it(
+        tmp_path: Path, image_data: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path.resolve()
+    config_path = folder / "search.yaml"
+    config_path.write_text(yaml.safe_dump(base_config("text", folder, image_data)))
+    taken = folder / "results" / NAME
+    taken.mkdir(parents=True)
+    (taken / "earlier.txt").write_text("an earlier search's file\n")
+    for command in COMMANDS.values():
+        guard_ray(monkeypatch)
+        assert cli_main([*command, str(config_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "already holds a search" in err[0] and str(taken) in err[0]
+    assert [p.name for p in taken.iterdir()] == ["earlier.txt"]
 
 
 # --- controls: the unmutated configs are valid, and skipped lines are counted

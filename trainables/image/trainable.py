@@ -135,8 +135,13 @@ def read_folders(config: Config) -> Folders:
 
 
 def check_model(config: Config) -> None:
-    """Refuse a model that ``prepare`` would refuse: not a timm name, or no weights without
-    ``pretrained: false`` said (there is no hub to fetch them from)."""
+    """Refuse a model that ``prepare`` would refuse: what :func:`model_with_body` refuses."""
+    model_with_body(config)
+
+
+def _check_name(config: Config) -> None:
+    """Refuse a model that is not a timm name, or no weights without ``pretrained: false``
+    said (there is no hub to fetch them from)."""
     where = config.source or "config"
     if not timm.is_model(config.model):
         examples = ", ".join(timm.list_models("efficientnet_lite*")[:3])
@@ -159,7 +164,7 @@ def check_data(config: Config) -> None:
 def model_with_body(config: Config) -> tuple[nn.Module, dict[str, torch.Tensor] | None]:
     """The timm model ``config.model`` (random weights) and the pretrained body read from
     ``pretrained_file`` for it (None with ``pretrained: false``)."""
-    check_model(config)
+    _check_name(config)
     model = timm.create_model(config.model, pretrained=False)
     if config.pretrained_file is None:
         return model, None
