@@ -20,6 +20,7 @@ from autoft import api
 from autoft.compat import paddlehub
 from autoft.core.errors import InputError
 from autoft.core.metrics import goodness
+from autoft.core.quiet import quiet
 from autoft.tracking import ui
 from autoft.tracking.store import LOCAL_UI, check_store
 from autoft.tuning.results import TrialRecord, trials_frame
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    logging.captureWarnings(True)  # a warning is one line, not the warning and its source line
+    logging.captureWarnings(True)
+    quiet(args.verbose)  # a warning is one line; the libraries' load reports only with -v
     if not args.verbose:  # the libraries' routine notices (a study created, tables created)
         for name in ("mlflow", "optuna"):
             logging.getLogger(name).setLevel(logging.WARNING)

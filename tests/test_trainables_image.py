@@ -1,5 +1,6 @@
 """Image data and weights: ImageFolder scanning, messy files, pretrained_file loading."""
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -107,13 +108,21 @@ def test_folder_errors(tmp_path):
         images.scan_folder(empty, ["a", "b"])
 
 
-def test_packaged_weights_load_by_order_with_a_new_head():
+def test_packaged_weights_load_by_order_with_a_new_head(tmp_path, caplog):
+    """The package's own weights match by order as a rule: said at info level, not warned;
+    the same file elsewhere is news, warned once."""
     path = resolve_package_path(LITE0_FILE)
     source = timm.models.load_state_dict(str(path))
     model = timm.create_model("tf_efficientnet_lite0")
     head_before = model.classifier.weight.clone()
-    with pytest.warns(UserWarning, match="matched 296 tensors by order"):
+    with warnings.catch_warnings(), caplog.at_level(logging.INFO, "trainables.image.weights"):
+        warnings.simplefilter("error")
         load_pretrained(model, path)
+    assert "matched 296 tensors by order" in caplog.text
+    copy = tmp_path / "lite0.pth"
+    copy.write_bytes(path.read_bytes())
+    with pytest.warns(UserWarning, match="matched 296 tensors by order"):
+        load_pretrained(timm.create_model("tf_efficientnet_lite0"), copy)
     assert torch.equal(model.conv_stem.weight, source["_conv_stem.weight"])
     assert torch.equal(model.bn2.running_var, source["_bn1.running_var"])
     assert torch.equal(model.classifier.weight, head_before)  # the classifier is never loaded

@@ -23,6 +23,7 @@ import torch
 from ray import tune
 
 from autoft.core.config import Config
+from autoft.core.quiet import one_line_warnings
 from autoft.tuning.retries import fail_if_marked
 from trainables import TrialContext, load_trainable
 from trainables.api import TrialFailed, split_trial_config
@@ -84,6 +85,7 @@ def trial_name(trial: Any) -> str:
 def run_trial(config_of_trial: dict[str, Any], *, config: Config, prepared: Any) -> None:
     """The Ray Tune function trainable: fine-tune with the sampled hyperparameters."""
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
+    one_line_warnings()
     fail_if_marked(config_of_trial)
     sampled, context = split_trial_config(config_of_trial)
     if context is None:

