@@ -29,6 +29,7 @@ from autoft.core.trials import error_file_line, trial_status
 from autoft.tracking.tags import (
     CONFIRMS_TAG,
     ERROR_TAG,
+    FIRST_POINT_TAG,
     ROLE_TAG,
     SEARCH_ID_TAG,
     STATUS_TAG,
@@ -104,6 +105,8 @@ class MlflowTrackingCallback(Callback):
             that ends with fewer was pruned. None: every trial that ends is completed.
         parent_params: params of the parent run (fixed hyperparameters, algorithm, scheduler,
             num_samples, ...); nested mappings are flattened to dotted names.
+        first_points: what each of the search's first trials is, by trial index (``warm
+            start: baseline``, ...): tagged on its run.
 
     Picklable (Ray stores it with the experiment for ``Tuner.restore``): the writer is opened in
     :meth:`setup` or on first use and is not part of the pickled state. Copies of this callback
@@ -115,13 +118,15 @@ class MlflowTrackingCallback(Callback):
     def __init__(self, *, tracking_uri: str, experiment_name: str,
                  state_dir: str | os.PathLike[str], run_name: str | None = None,
                  num_epochs: int | None = None,
-                 parent_params: Mapping[str, Any] | None = None) -> None:
+                 parent_params: Mapping[str, Any] | None = None,
+                 first_points: Mapping[int, str] | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.state_dir = Path(state_dir)
         self.run_name = run_name or experiment_name
         self.num_epochs = num_epochs
         self.parent_params = dict(parent_params or {})
+        self.first_points = dict(first_points or {})
         self.search_id = uuid.uuid4().hex
         self._writer: MlflowWriter | None = None
 
@@ -272,7 +277,11 @@ class MlflowTrackingCallback(Callback):
     def _trial_run(self, trial: Trial) -> MlflowWriter:
         writer = self._parent()
         if not writer.has_run(trial.trial_id):
+            _, context = split_trial_config(trial.config or {})
+            first = getattr(self, "first_points", {}).get(context.index if context else -1)
             writer.create_run(trial.trial_id, run_name=trial.trial_id,
-                              tags={TRIAL_TAG: trial.trial_id}, parent_key=PARENT)
+                              tags={TRIAL_TAG: trial.trial_id,
+                                    **({FIRST_POINT_TAG: first} if first else {})},
+                              parent_key=PARENT)
             writer.log_params(trial.trial_id, trial_params(trial.config))
         return writer

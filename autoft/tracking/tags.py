@@ -9,5 +9,7 @@ STATUS_TAG = "autoft.status"
 ERROR_TAG = "autoft.error"
 #: On a confirmation retrain: the trial whose configuration it trains with another seed.
 CONFIRMS_TAG = "autoft.confirms"
+#: On a trial that is one of the search's first points: which (``warm start: baseline``, ...).
+FIRST_POINT_TAG = "autoft.first_point"
 #: On the parent run: which trial the search chose, and why.
 SELECTION_TAG = "autoft.selection"

@@ -33,7 +33,7 @@ from autoft.tuning.numbering import NumberedPBT, NumberedSearcher, numbered_poin
 from autoft.tuning.space_adapters import define_by_run, nevergrad_space, tune_mutations
 from autoft.tuning.tie_break import TieBreakingASHA, TieBreakingHyperBand
 from autoft.tuning.trial import trial_context
-from autoft.tuning.warm_start import warm_start_points
+from autoft.tuning.warm_start import labelled_warm_start
 
 if TYPE_CHECKING:  # imported where used: only the pso search needs Nevergrad (0.8 s of start-up)
     from ray.tune.search.nevergrad import NevergradSearch
@@ -84,15 +84,25 @@ def make_sampler(algorithm: str, seed: int, space: SearchSpace, popsize: int | N
     raise InputError(f"search.algorithm: unknown algorithm {algorithm!r}")
 
 
-def initial_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
-    """The first trials: the space's own (PaddleHub init_values), the warm start
-    (:mod:`autoft.tuning.warm_start`), then ``points_to_evaluate``."""
-    warm = warm_start_points(config, space)
-    for i, point in enumerate(warm if isinstance(config.search.warm_start, list) else []):
-        space.check_point(point, f"search.warm_start[{i}]")
+def labelled_initial_points(config: Config,
+                            space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
+    """The first trials, each with what it is: the space's own (PaddleHub ``init_value``), the
+    warm start (:mod:`autoft.tuning.warm_start`, ``warm start: baseline``, ...), then
+    ``points_to_evaluate[i]``. Trial ``i`` of a search is the ``i``-th of them."""
+    warm = labelled_warm_start(config, space)
+    for name, point in warm if isinstance(config.search.warm_start, list) else []:
+        space.check_point(point, f"search.{name}")
     for i, point in enumerate(config.search.points_to_evaluate):
         space.check_point(point, f"search.points_to_evaluate[{i}]")
-    return [dict(p) for p in space.initial_points] + warm + list(config.search.points_to_evaluate)
+    return ([("init_value", dict(p)) for p in space.initial_points]
+            + [(f"warm start: {name}", point) for name, point in warm]
+            + [(f"points_to_evaluate[{i}]", dict(p))
+               for i, p in enumerate(config.search.points_to_evaluate)])
+
+
+def initial_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
+    """The points of :func:`labelled_initial_points`."""
+    return [point for _, point in labelled_initial_points(config, space)]
 
 
 def make_search_alg(config: Config, space: SearchSpace,

@@ -160,6 +160,23 @@ def settings_for(config: Config, trials: list[TrialRecord]) -> ConfirmSettings |
     return settings.model_copy(update={"top_k": top_k}) if top_k >= 2 else None
 
 
+def why_not_confirmed(config: Config, trials: list[TrialRecord]) -> str | None:
+    """Why ``confirm: auto`` retrains nothing after these trials, for the console (None: it
+    retrains, or the config itself turned confirmation off)."""
+    if config.search.confirm != "auto":
+        return None
+    if config.search.confirmation is None:
+        return (f"confirmation off: confirm: auto retrains the best trials from 8 trials on "
+                f"({config.search.num_samples} here)")
+    if settings_for(config, trials) is not None:
+        return None
+    spent = sum(t.epochs for t in trials)
+    return (f"confirmation skipped: retraining the best 2 trials once ({2 * config.num_epochs} "
+            f"trial-epochs) would cost more than {AUTO_BUDGET:.0%} of the {spent} the search "
+            "spent (ASHA stopped many early); search.confirm: {top_k: 2, seeds: 1} retrains "
+            "them anyway")
+
+
 def still_to_run(config: Config, trials: list[TrialRecord]) -> list[tuple[TrialRecord, int]]:
     """The retrains ``search.confirm`` asks for that are not recorded yet."""
     settings = settings_for(config, trials)

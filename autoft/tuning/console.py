@@ -37,12 +37,16 @@ class ConsoleCallback(Callback):
     Args:
         metric: the search metric as reported (``eval_<metric>``).
         num_epochs: epochs of a full trial: one that ends with fewer was pruned.
+        first_points: what each of the search's first trials is, by trial index (``warm
+            start: baseline``, ...): said when it starts.
     """
 
-    def __init__(self, metric: str, num_epochs: int, stream: TextIO | None = None) -> None:
+    def __init__(self, metric: str, num_epochs: int, stream: TextIO | None = None,
+                 first_points: Mapping[int, str] | None = None) -> None:
         self.metric = metric
         self.num_epochs = num_epochs
         self.stream = stream
+        self.first_points = dict(first_points or {})
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "stream": None}  # Ray pickles callbacks with the experiment
@@ -53,7 +57,9 @@ class ConsoleCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         sampled, context = split_trial_config(trial.config)
         seed = "" if context is None else f" seed={context.seed}"
-        self._say(trial, f"started: {describe_hparams(sampled)}{seed}")
+        first = getattr(self, "first_points", {}).get(context.index if context else -1)
+        self._say(trial, f"started{f' ({first})' if first else ''}: "
+                         f"{describe_hparams(sampled)}{seed}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any,
                         result: dict[str, Any], **info: Any) -> None:

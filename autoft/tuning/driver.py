@@ -28,8 +28,20 @@ from autoft.core.space import SearchSpace, load_space
 from autoft.tracking import MlflowTrackingCallback
 from autoft.tracking.store import check_store, runs_url
 from autoft.tracking.tags import SELECTION_TAG
-from autoft.tuning.algorithms import make_scheduler, make_search_alg, pbt_param_space
-from autoft.tuning.confirm import Confirmed, Retrain, chosen, run_retrains, still_to_run
+from autoft.tuning.algorithms import (
+    labelled_initial_points,
+    make_scheduler,
+    make_search_alg,
+    pbt_param_space,
+)
+from autoft.tuning.confirm import (
+    Confirmed,
+    Retrain,
+    chosen,
+    run_retrains,
+    still_to_run,
+    why_not_confirmed,
+)
 from autoft.tuning.console import ConsoleCallback
 from autoft.tuning.experiment import EXPERIMENT_CONFIG, check_new_experiment, create_experiment
 from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
@@ -183,6 +195,7 @@ def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
         run_name=config.name,
         state_dir=config.experiment_dir,
         num_epochs=config.num_epochs,
+        first_points=first_points(config, space),
         parent_params={**config.fixed, "algorithm": config.search.algorithm,
                        "scheduler": config.search.scheduler,
                        "num_samples": config.search.num_samples,
@@ -190,8 +203,16 @@ def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
     )
 
 
-def _callbacks(config: Config, tracking: MlflowTrackingCallback) -> list[tune.Callback]:
-    return [tracking, ConsoleCallback(config.metric_key, config.num_epochs),
+def first_points(config: Config, space: SearchSpace) -> dict[int, str]:
+    """What each of the search's first trials is, by trial index (console, MLflow)."""
+    return {index: name for index, (name, _) in
+            enumerate(labelled_initial_points(config, space))}
+
+
+def _callbacks(config: Config, space: SearchSpace,
+               tracking: MlflowTrackingCallback) -> list[tune.Callback]:
+    return [tracking, ConsoleCallback(config.metric_key, config.num_epochs,
+                                      first_points=first_points(config, space)),
             NoRetryForLastingFailures()]
 
 
@@ -220,7 +241,7 @@ def _tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallback,
             # PBT restores one trial from another's checkpoint while that one trains on: keep all.
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=None if config.search.scheduler == "pbt" else 1),
-            callbacks=_callbacks(config, tracking),
+            callbacks=_callbacks(config, plan.space, tracking),
             verbose=2 if verbose else 0,
         ),
     )
@@ -262,6 +283,9 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
             if not trials_done:
                 _search_tuner(plan, prepared, tracking, resume, verbose).fit()
             trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
+            skipped = why_not_confirmed(config, trials)
+            if skipped:
+                print(skipped, flush=True)
             run_retrains(config, prepared, still_to_run(config, trials),
                          functools.partial(_track_retrain, tracking, config))
         except KeyboardInterrupt:

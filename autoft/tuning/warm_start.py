@@ -36,18 +36,19 @@ STUDY_SETTINGS: dict[str, dict[str, Any]] = {"text": {"learning_rate": 1e-4, "ba
                                              "image": {"learning_rate": 1e-4, "batch_size": 16}}
 
 
-def study_points(trainable: str, num_epochs: int) -> list[dict[str, Any]]:
+def study_points(trainable: str, num_epochs: int) -> list[tuple[str, dict[str, Any]]]:
     """What the study found better than the baseline for ``trainable``'s kind of task, with
-    the settings it was measured at (:data:`STUDY_SETTINGS`)."""
+    the settings it was measured at (:data:`STUDY_SETTINGS`), each with its name."""
     if trainable == "text":
-        strategies = [{"lr_schedule": "warmup_linear", "warmup_proportion": 0.1,
-                       "end_lr_ratio": 0.0},
-                      {"lr_schedule": "stlr", "cut_frac": 0.1}]
+        strategies = {"study: warm-up 0.1": {"lr_schedule": "warmup_linear",
+                                             "warmup_proportion": 0.1, "end_lr_ratio": 0.0},
+                      "study: STLR 0.1": {"lr_schedule": "stlr", "cut_frac": 0.1}}
     elif trainable == "image" and num_epochs >= 3:
-        strategies = [{"frz_blocks": 3}]
+        strategies = {"study: gradual unfreezing 3": {"frz_blocks": 3}}
     else:
         return []
-    return [{**STUDY_SETTINGS[trainable], **strategy} for strategy in strategies]
+    return [(name, {**STUDY_SETTINGS[trainable], **strategy})
+            for name, strategy in strategies.items()]
 
 
 def within(space: SearchSpace, point: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,19 +66,27 @@ def within(space: SearchSpace, point: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in held.items() if params[name].is_active(held)}
 
 
-def warm_start_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
-    """The first trials ``search.warm_start`` asks for: ``study`` (the baseline, then the
-    study's points, for the built-in fine-tunes), ``none``, or the listed points as given."""
+def labelled_warm_start(config: Config,
+                        space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
+    """The first trials ``search.warm_start`` asks for, each with its name (the console and
+    MLflow mark the trials so): ``study`` (``baseline``, then the study's points, for the
+    built-in fine-tunes), ``none``, or the listed points as given (``warm_start[i]``)."""
     setting = config.search.warm_start
     if isinstance(setting, list):
-        return [dict(point) for point in setting]
+        return [(f"warm_start[{i}]", dict(point)) for i, point in enumerate(setting)]
     if setting == "none" or not typed_hparams(config):
         return []
     baseline = {**BASELINE, "learning_rate": DEFAULT_LEARNING_RATE[config.trainable]}
-    points: list[dict[str, Any]] = []
-    for point in [baseline, *({**baseline, **study}
-                              for study in study_points(config.trainable, config.num_epochs))]:
+    labelled: list[tuple[str, dict[str, Any]]] = []
+    for name, point in [("baseline", baseline),
+                        *((name, {**baseline, **study}) for name, study in
+                          study_points(config.trainable, config.num_epochs))]:
         kept = within(space, point)
-        if kept and kept not in points:
-            points.append(kept)
-    return points
+        if kept and kept not in (p for _, p in labelled):
+            labelled.append((name, kept))
+    return labelled
+
+
+def warm_start_points(config: Config, space: SearchSpace) -> list[dict[str, Any]]:
+    """The points of :func:`labelled_warm_start`."""
+    return [point for _, point in labelled_warm_start(config, space)]
