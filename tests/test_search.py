@@ -62,7 +62,8 @@ def runs_of(tracking_uri: str, experiment: str) -> tuple[list, list]:
 
 
 def is_lost(run: Run) -> bool:
-    """Whether ``run`` belongs to a trial lost with a killed driver (marked by the callback)."""
+    """Whether ``run`` belongs to a trial lost with a killed driver (marked by the callback;
+    it is then among the deleted runs, which ``search_runs`` does not show)."""
     return run.data.tags.get("autoft.error") == LOST_ERROR
 
 
@@ -78,7 +79,8 @@ def assert_complete_tracking(tracking_uri: str, experiment: str, num_trials: int
     lost = {c.info.run_id for c in children if is_lost(c)}
     for child in children:
         if child.info.run_id in lost:
-            assert child.info.status == "FAILED" and child.data.tags["autoft.status"] == "failed"
+            assert child.info.status == "KILLED"
+            assert child.data.tags["autoft.status"] == "superseded"
     children = [c for c in children if c.info.run_id not in lost]
     trial_ids = [c.data.tags["autoft.trial_id"] for c in children]
     assert len(children) == num_trials and len(set(trial_ids)) == num_trials
@@ -87,6 +89,7 @@ def assert_complete_tracking(tracking_uri: str, experiment: str, num_trials: int
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert child.data.tags["autoft.status"] in ("completed", "pruned")
+        assert child.info.status == "FINISHED"  # a pruned trial ended normally
         assert "learning_rate" in child.data.params and "lr_schedule" in child.data.params
         schedule = child.data.params["lr_schedule"]
         assert ("cut_frac" in child.data.params) == (schedule == "stlr")

@@ -216,7 +216,10 @@ def test_ctrl_c_kills_the_parent_run_claims_no_best_and_resume_finishes(tmp_path
     assert code == 0, err
     assert (tmp_path / "results" / "toy" / "best_config.yaml").is_file()
     children = [r for r in runs(tmp_path, "toy") if "mlflow.parentRunId" in r.data.tags]
-    assert len({c.data.tags["autoft.trial_id"] for c in children}) == 4
+    # each trial once (one the driver lost is superseded: among the deleted runs), each ended
+    assert len(children) == len({c.data.tags["autoft.trial_id"] for c in children}) == 4
+    assert {(c.info.status, c.data.tags["autoft.status"]) for c in children} == {
+        ("FINISHED", "completed")}
     parents = [r for r in runs(tmp_path, "toy") if r.data.tags.get("autoft.role") == "search"]
     assert [p.info.status for p in parents] == ["FINISHED"]
 

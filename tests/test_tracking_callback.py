@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import ray
-from mlflow.entities import Run
+from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 from ray import tune
 
@@ -98,7 +98,7 @@ def test_a_resumed_search_reuses_its_runs_and_logs_each_epoch_once(store: str,
     assert sorted((m.step, m.value) for m in lr_history) == [(0, 1e-4), (1, 1e-4), (2, 2e-4)]
     assert set(child.data.metrics) == {"train_loss", "eval_accuracy", "lr"}
     assert child.data.tags["autoft.status"] == "completed" and child.info.status == "FINISHED"
-    assert pruned.data.tags["autoft.status"] == "pruned" and pruned.info.status == "KILLED"
+    assert pruned.data.tags["autoft.status"] == "pruned" and pruned.info.status == "FINISHED"
     assert metric_steps(store, pruned, "eval_accuracy") == [0]
 
 
@@ -149,7 +149,7 @@ def test_a_failed_trial_that_completes_after_a_resume_loses_its_error(store: str
     assert "autoft.error" not in child.data.tags
 
 
-def test_a_trial_lost_with_the_driver_is_marked_failed(store: str, tmp_path: Path) -> None:
+def test_a_trial_lost_with_the_driver_is_superseded(store: str, tmp_path: Path) -> None:
     first = make_callback(store, "lost", tmp_path)
     first.setup()
     kept, lost = stand_in_trial("t_00000"), stand_in_trial("t_00001")
@@ -165,9 +165,13 @@ def test_a_trial_lost_with_the_driver_is_marked_failed(store: str, tmp_path: Pat
     restored.finish(timeout=60)
 
     runs = runs_by_name(store, "lost")
-    assert runs["t_00001"].info.status == "FAILED"
-    assert runs["t_00001"].data.tags["autoft.status"] == "failed"
-    assert runs["t_00001"].data.tags["autoft.error"].startswith("lost: the driver stopped")
+    assert "t_00001" not in runs  # the runs table holds each trial once
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("lost").experiment_id
+    gone = {r.info.run_name: r for r in client.search_runs(
+        [experiment], run_view_type=ViewType.DELETED_ONLY)}["t_00001"]
+    assert gone.info.status == "KILLED" and gone.data.tags["autoft.status"] == "superseded"
+    assert gone.data.tags["autoft.error"].startswith("lost: the driver stopped")
     assert runs["t_00000"].data.tags["autoft.status"] == "pruned"
     assert "autoft.error" not in runs["t_00000"].data.tags
 
@@ -234,7 +238,7 @@ def test_a_real_ray_tune_search_is_tracked_in_the_design_layout(
         assert run.data.params == {"x": x, "opt.name": "adamw"}
     expected = {"0": ("completed", "FINISHED", [0, 1, 2]),
                 "1": ("completed", "FINISHED", [0, 1, 2]),
-                "2": ("pruned", "KILLED", [0, 1]),
+                "2": ("pruned", "FINISHED", [0, 1]),
                 "3": ("failed", "FAILED", [0])}
     for x, (status, run_status, steps) in expected.items():
         run = by_x[x]

@@ -167,8 +167,9 @@ class MlflowTrackingCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
                           **info: Any) -> None:
-        """Completed (FINISHED) if the trial ran all its epochs, else pruned (KILLED); the error
-        of an earlier failure (before a retry or ``autoft resume``) no longer applies."""
+        """FINISHED, tagged completed if the trial ran all its epochs, else pruned (a trial the
+        scheduler stopped ended normally: it is no failure); the error of an earlier failure
+        (before a retry or ``autoft resume``) no longer applies."""
         writer = self._trial_run(trial)
         if trial.error_file is not None:
             writer.delete_tag(trial.trial_id, ERROR_TAG)
@@ -177,7 +178,7 @@ class MlflowTrackingCallback(Callback):
         status = trial_status(failed=False, ended=True, epochs=0 if last is None else last + 1,
                               num_epochs=None if expected is None else int(expected))
         writer.set_tags(trial.trial_id, {STATUS_TAG: status})
-        writer.set_terminated(trial.trial_id, "FINISHED" if status == "completed" else "KILLED")
+        writer.set_terminated(trial.trial_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
                        **info: Any) -> None:
@@ -231,17 +232,21 @@ class MlflowTrackingCallback(Callback):
 
     def mark_lost_trials(self, trial_ids: Iterable[str]) -> list[str]:
         """Mark the child runs of trials the experiment does not hold (``trial_ids`` are the
-        ones it does) as failed, with :data:`LOST_ERROR`; returns their trial ids.
+        ones it does) as superseded, with :data:`LOST_ERROR`, and move them to MLflow's deleted
+        runs; returns their trial ids.
 
-        Such a run is left RUNNING by a driver killed between starting a trial and Ray's next
-        save of the experiment state; the resumed search never reports to it again.
+        Such a run is left RUNNING by a driver stopped (Ctrl-C, a kill) between starting a
+        trial and Ray's next save of the experiment state; the resumed search never reports to
+        it again and samples a trial in its place, so the runs table keeps each trial once. The
+        run stays restorable (``mlflow runs restore``), tagged with why it went.
         """
         writer = self._parent()
         lost = sorted(key for key in writer.keys() - {PARENT, *trial_ids}
                       if not key.startswith(CONFIRM_PREFIX))
         for trial_id in lost:
-            writer.set_tags(trial_id, {STATUS_TAG: "failed", ERROR_TAG: LOST_ERROR})
-            writer.set_terminated(trial_id, "FAILED")
+            writer.set_tags(trial_id, {STATUS_TAG: "superseded", ERROR_TAG: LOST_ERROR})
+            writer.set_terminated(trial_id, "KILLED")
+            writer.delete_run(trial_id)
         return lost
 
     @property

@@ -213,6 +213,11 @@ class MlflowWriter:
             raise ValueError(f"status must be one of {TERMINAL_STATUSES}, not {status!r}")
         self._enqueue({"op": "terminate", "key": key, "status": status, "time": _now_ms()})
 
+    def delete_run(self, key: str) -> None:
+        """Move the run ``key`` to MLflow's deleted runs (hidden from ``search_runs`` and the
+        runs table; ``mlflow runs restore`` brings it back)."""
+        self._enqueue({"op": "delete_run", "key": key})
+
     def log_artifacts(self, key: str, paths: Iterable[str | os.PathLike[str]],
                       artifact_path: str | None = None) -> None:
         """Upload files (a folder goes in as a folder of that name) when the op is applied.
@@ -383,6 +388,8 @@ class MlflowWriter:
             self._apply_artifacts(op)
         elif kind == "delete_tag":
             self._apply_delete_tag(op)
+        elif kind == "delete_run":
+            self._client.delete_run(self._run(op["key"]))
         else:
             raise _Rejected(f"unknown operation {kind!r}")
         return None
