@@ -10,7 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from autoft.core.config import config_from_mapping
 from autoft.core.errors import InputError
-from autoft.core.space import load_space
+from autoft.core.space_files import load_space
 from autoft.tuning.algorithms import (
     describe_strategy,
     make_sampler,

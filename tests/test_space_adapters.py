@@ -24,7 +24,8 @@ from ray.tune.search.sample import Domain
 import autoft.tuning.space_adapters
 from autoft.core.config import config_from_mapping
 from autoft.core.errors import InputError
-from autoft.core.space import SearchSpace, load_space
+from autoft.core.space import SearchSpace
+from autoft.core.space_files import load_space
 from autoft.tuning.algorithms import _particle_swarm
 from autoft.tuning.plots import study_from_trials
 from autoft.tuning.results import TrialRecord
@@ -32,6 +33,7 @@ from autoft.tuning.space_adapters import (
     define_by_run,
     distribution,
     nevergrad_space,
+    random_points,
     suggest,
     tune_mutations,
 )
@@ -283,7 +285,7 @@ def test_mutations_for_pbt_stay_in_range_after_clip() -> None:
 
     random.seed(0)
     # PBT fills in the conditional parameters that a trial's first config lacks
-    config = {**space.sample(random.Random(0)), "cut_frac": 0.2, "warmup_proportion": 0.0,
+    config = {**random_points(space, 1, seed=0)[0], "cut_frac": 0.2, "warmup_proportion": 0.0,
               "num_epochs": 3}
     for _ in range(300):
         config, _ = _explore(config, mutations, 0.25, (0.8, 1.2), space.clip)

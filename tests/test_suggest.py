@@ -17,7 +17,7 @@ import yaml
 
 from autoft.cli import main as cli_main
 from autoft.core.config import load_config
-from autoft.core.space import load_space
+from autoft.core.space_files import load_space
 from autoft.tuning.suggest import SIMILAR, SMALL_EXAMPLES, quadrant, render, suggest
 from trainables.profile.locate import infer_columns, locate
 from trainables.profile.probe import Probe, Profile

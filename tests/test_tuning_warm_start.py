@@ -8,7 +8,7 @@ import pytest
 
 from autoft.core.config import Config
 from autoft.core.errors import InputError
-from autoft.core.space import load_space
+from autoft.core.space_files import load_space
 from autoft.tuning.algorithms import initial_points
 from autoft.tuning.warm_start import warm_start_points
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from autoft.core.config import Config
 from autoft.core.errors import InputError
-from autoft.core.space import load_space
+from autoft.core.space_files import load_space
 from trainables.api import Reporter, TrialFailed
 
 #: The line a script prints its score on: ``AutoFinetuneEval<TAB><value>``.

@@ -48,7 +48,8 @@ from tensorboardX import SummaryWriter
 from autoft.core.config import Config, config_from_mapping, read_yaml
 from autoft.core.environ import scoped_environ
 from autoft.core.errors import InputError
-from autoft.core.space import SearchSpace, load_space
+from autoft.core.space import SearchSpace
+from autoft.core.space_files import load_space
 from autoft.core.trials import best_of
 from autoft.tuning.driver import SearchResult, run_search
 from autoft.tuning.results import TrialRecord

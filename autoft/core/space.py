@@ -1,6 +1,6 @@
 """Search spaces: which hyperparameters a search varies, over which values, and when.
 
-Two file formats load into one model, :class:`SearchSpace`:
+Two file formats (:mod:`autoft.core.space_files`) load into one model, :class:`SearchSpace`:
 
 * autoft's own YAML (design.md "Search space files"), a mapping of parameter names::
 
@@ -21,21 +21,21 @@ validator; :class:`SearchSpace` checks what spans parameters (unique names, cond
 parameters, initial points). Every problem in a space is an :class:`~autoft.core.errors.InputError`
 of one line naming the source, the parameter and the problem.
 
-This module is pure Python: PBT's initial population (:meth:`SearchSpace.sample`, :meth:`clip`),
-Optuna's ``GridSampler`` (:meth:`SearchSpace.grid`), warm-start checks (:meth:`check_point`) and
-``autoft validate`` (:meth:`describe`) need nothing else. The conversions to Optuna, Ray Tune and
-Nevergrad live in :mod:`autoft.tuning.space_adapters`, so the core imports none of them.
+This module is the schema, pure Python: Optuna's ``GridSampler`` (:meth:`SearchSpace.grid`),
+Nevergrad's snapped first points (:meth:`SearchSpace.clip`), warm-start checks
+(:meth:`check_point`) and ``autoft validate`` (:meth:`describe`) need nothing else. The files
+are read by :mod:`autoft.core.space_files`; the conversions to Optuna (which also draws every
+random point, PBT's population included), Ray Tune and Nevergrad live in
+:mod:`autoft.tuning.space_adapters`, so the core imports none of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import random
 from collections.abc import Mapping
 from decimal import Decimal
 from numbers import Integral, Real
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
@@ -43,21 +43,17 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from autoft.core.config import read_yaml
-from autoft.core.errors import InputError, validation_message
+from autoft.core.errors import InputError
 
 Choice = None | bool | int | float | str
 
 _GRID_TOLERANCE = 1e-8  # Optuna's own tolerance for "on the step grid"
-_PADDLEHUB_KEYS = frozenset({"name", "init_value", "type", "lower_than", "greater_than"})
-_PADDLEHUB_BOUNDS = {"low": "greater_than", "high": "lower_than"}  # their names for our keys
-_MISSING = {"low": "no {key} (lower bound)", "high": "no {key} (upper bound)",
+MISSING_BOUND = {"low": "no {key} (lower bound)", "high": "no {key} (upper bound)",
             "choices": "choices must be a non-empty list such as [8, 16, 32], got None"}
 
 
@@ -82,10 +78,10 @@ def _key(info: ValidationInfo, field: str) -> str:
     return (info.context or {}).get(field, field)
 
 
-def _number(value: Any, key: str, whole: bool) -> float | int:
+def parse_number(value: Any, key: str, whole: bool) -> float | int:
     """A number from a file; text such as ``1e-5`` (YAML 1.1 reads it as a string) is accepted.
 
-    >>> _number("1e-5", "low", whole=False), _number(4.0, "high", whole=True)
+    >>> parse_number("1e-5", "low", whole=False), parse_number(4.0, "high", whole=True)
     (1e-05, 4)
     """
     if isinstance(value, str):
@@ -206,14 +202,11 @@ class CategoricalParam(_Param):
         """The values as text: ``{a, b}``."""
         return "{" + ", ".join(_text(choice) for choice in self.choices) + "}"
 
-    def sample(self, rng: random.Random) -> Choice:
-        """One choice, uniformly."""
-        return rng.choice(self.choices)
 
 
 class _NumericParam(_Param):
     """A number in ``[low, high]`` (inclusive), optionally on the grid ``low + k·step`` or
-    sampled on a log scale (not both). Values are drawn as Optuna's random sampler draws them."""
+    sampled on a log scale (not both)."""
 
     whole: ClassVar[bool] = False
 
@@ -224,13 +217,13 @@ class _NumericParam(_Param):
 
     @field_validator("low", "high", "step", mode="before")
     @classmethod
-    def _check_number(cls, value: Any, info: ValidationInfo) -> float | int | None:
+    def _checkparse_number(cls, value: Any, info: ValidationInfo) -> float | int | None:
         field = info.field_name or ""
         if value is None:
             if field == "step":
                 return None
-            raise ValueError(_MISSING[field].format(key=_key(info, field)))
-        return _number(value, _key(info, field), cls.whole)
+            raise ValueError(MISSING_BOUND[field].format(key=_key(info, field)))
+        return parse_number(value, _key(info, field), cls.whole)
 
     @field_validator("step")
     @classmethod
@@ -321,14 +314,6 @@ class FloatParam(_NumericParam):
             return None
         return [float(self.grid_value(k)) for k in range(self.grid_size() + 1)]
 
-    def sample(self, rng: random.Random) -> float:
-        """One value: uniform on the grid, on a log scale, or in the range."""
-        if self.step is not None:
-            return float(self.grid_value(rng.randint(0, self.grid_size())))
-        if self.log:
-            return float(self.clip(math.exp(rng.uniform(math.log(self.low),
-                                                        math.log(self.high)))))
-        return float(self.clip(rng.uniform(self.low, self.high)))
 
 
 class IntParam(_NumericParam):
@@ -344,18 +329,10 @@ class IntParam(_NumericParam):
         """Every value, in order."""
         return list(range(self.low, self.high + 1, self.step or 1))
 
-    def sample(self, rng: random.Random) -> int:
-        """One value, uniformly or (``log``) log-uniformly over ``[low - 0.5, high + 0.5]``."""
-        if not self.log:
-            return rng.randrange(self.low, self.high + 1, self.step or 1)
-        value = math.exp(rng.uniform(math.log(self.low - 0.5), math.log(self.high + 0.5)))
-        return int(self.clip(value))
-
-
 #: One hyperparameter of a space, of the model its ``type`` names.
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
-_PARAM: TypeAdapter[FloatParam | IntParam | CategoricalParam] = TypeAdapter(Param)
-_MODELS = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
+PARAM: TypeAdapter[FloatParam | IntParam | CategoricalParam] = TypeAdapter(Param)
+PARAM_MODELS = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
 
 
 class SearchSpace(BaseModel):
@@ -364,13 +341,12 @@ class SearchSpace(BaseModel):
     ``initial_points`` are points to evaluate first (PaddleHub's ``init_value``s; empty for
     autoft files); ``source`` names where the space came from in error messages.
 
+    >>> from autoft.core.space_files import load_space
     >>> space = load_space({"lr_schedule": {"type": "categorical", "choices": ["constant", "stlr"]},
     ...                     "cut_frac": {"type": "float", "low": 0.0, "high": 0.2,
     ...                                  "when": {"lr_schedule": "stlr"}}})
     >>> space.names
     ['lr_schedule', 'cut_frac']
-    >>> space.sample(random.Random(1))
-    {'lr_schedule': 'constant'}
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -414,26 +390,13 @@ class SearchSpace(BaseModel):
         """Per parameter the values that decide whether all of its values keep a rule that
         bounds them (at least, at most): every choice, or both ends of a range.
 
+        >>> from autoft.core.space_files import load_space
         >>> load_space({"batch_size": {"type": "categorical", "choices": [-4, 16]},
         ...             "cut_frac": {"type": "float", "low": 0.0, "high": 1.5}}).extremes
         {'batch_size': [-4, 16], 'cut_frac': [0.0, 1.5]}
         """
         return {param.name: list(param.choices) if isinstance(param, CategoricalParam)
                 else [param.low, param.high] for param in self.params}
-
-    def sample(self, rng: random.Random) -> dict[str, Any]:
-        """An independent random point in which exactly the active parameters appear.
-
-        For PBT's initial population (Ray refuses a search algorithm beside PBT)::
-
-            rng = random.Random(seed)
-            population = [space.sample(rng) for _ in range(num_samples)]
-        """
-        point: dict[str, Any] = {}
-        for param in self.params:
-            if param.is_active(point):
-                point[param.name] = param.sample(rng)
-        return point
 
     def check_point(self, point: Mapping[str, Any], where: str) -> None:
         """Raise :class:`InputError` unless ``point`` is a (partial) point of this space.
@@ -492,6 +455,7 @@ class SearchSpace(BaseModel):
     def describe(self) -> str:
         """A table of the parameters (name, type, values, log, condition) for humans.
 
+        >>> from autoft.core.space_files import load_space
         >>> print(load_space({"lr": {"type": "float", "low": 1.0e-5, "high": 1.0e-3,
         ...                          "log": True}}).describe())
         name  type   values          log  when
@@ -508,136 +472,3 @@ class SearchSpace(BaseModel):
                   + ", ".join(f"{name}={_text(value)}" for name, value in point.items())
                   for index, point in enumerate(self.initial_points, start=1)]
         return "\n".join(lines)
-
-
-# --- the file formats ---------------------------------------------------------------------
-
-
-def load_space(spec: Path | str | Mapping[str, Any], source: str | None = None) -> SearchSpace:
-    """Read and validate a search space: a YAML file path or an inline mapping.
-
-    A mapping with a ``param_list`` key is a PaddleHub ``hparam.yaml``; anything else is an
-    autoft space. ``source`` names the space in error messages (default: the file path, or
-    ``"space"`` for a mapping).
-
-    >>> load_space({"param_list": [{"name": "learning_rate", "init_value": 0.001,
-    ...     "type": "float", "greater_than": 0.00001, "lower_than": 0.01}]}).initial_points
-    ({'learning_rate': 0.001},)
-    """
-    if isinstance(spec, Mapping):
-        raw: Any = spec
-        source = source or "space"
-    else:
-        raw = read_yaml(spec, "space file")
-        source = source or str(spec)
-    if raw is None or (isinstance(raw, Mapping) and not raw):
-        raise InputError(f"{source}: the space is empty: define at least one parameter")
-    if not isinstance(raw, Mapping):
-        raise InputError(f"{source}: expected a mapping of parameter names (or a PaddleHub "
-                         f"hparam.yaml with param_list), got {type(raw).__name__}")
-    if "param_list" in raw:
-        return _from_paddlehub(raw, source)
-    return _from_autoft(raw, source)
-
-
-def _from_autoft(raw: Mapping[Any, Any], source: str) -> SearchSpace:
-    params = []
-    for name, entry in raw.items():
-        where = f"{source}: {name if isinstance(name, str) and name else repr(name)}"
-        if not isinstance(entry, Mapping):
-            raise InputError(f"{where}: expected a mapping such as {{type: float, low: 0.0, "
-                             f"high: 1.0}}, got {entry!r}")
-        if "name" in entry:  # the mapping's key names the parameter
-            raise InputError(_unknown_keys(where, entry.get("type"), ["name"]))
-        params.append(_param({**entry, "name": name}, where))
-    return _space(params, (), source)
-
-
-def _from_paddlehub(raw: Mapping[Any, Any], source: str) -> SearchSpace:
-    extra = sorted(str(key) for key in raw if key != "param_list")
-    if extra:
-        raise InputError(f"{source}: unknown top-level key(s) {', '.join(extra)}; a PaddleHub "
-                         "hparam.yaml has only param_list")
-    entries = raw["param_list"]
-    if not isinstance(entries, list) or not entries:
-        raise InputError(f"{source}: param_list must be a non-empty list of entries with name, "
-                         "init_value, type, greater_than and lower_than")
-    params: dict[str, FloatParam | IntParam | CategoricalParam] = {}
-    initial: dict[str, Any] = {}
-    for index, entry in enumerate(entries):
-        at = f"{source}: param_list[{index}]"
-        if not isinstance(entry, Mapping):
-            raise InputError(f"{at}: expected a mapping with name, init_value, type, "
-                             f"greater_than and lower_than, got {entry!r}")
-        name = entry.get("name")
-        if isinstance(name, str) and name in params:
-            raise InputError(f"{at}: parameter {name!r} is defined twice")
-        where = f"{source}: {name}" if isinstance(name, str) and name else at
-        unknown = sorted(str(key) for key in entry if key not in _PADDLEHUB_KEYS)
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: "
-                             f"{', '.join(sorted(_PADDLEHUB_KEYS))})")
-        if entry.get("type") not in ("float", "int"):
-            raise InputError(f"{where}: type must be int or float in a PaddleHub hparam.yaml, "
-                             f"got {entry.get('type')!r}")
-        fields = {"name": name, "type": entry["type"]}
-        fields |= {ours: entry[theirs] for ours, theirs in _PADDLEHUB_BOUNDS.items()
-                   if theirs in entry}
-        param = _param(fields, where, _PADDLEHUB_BOUNDS)
-        if "init_value" not in entry:
-            raise InputError(f"{where}: no init_value")
-        try:
-            value = _number(entry["init_value"], "init_value", whole=isinstance(param, IntParam))
-        except ValueError as exc:
-            raise InputError(f"{where}: {exc}") from None
-        problem = param.problem(value)
-        if problem:
-            raise InputError(f"{where}: init_value {problem}")
-        params[param.name], initial[param.name] = param, value
-    return _space(list(params.values()), (initial,), source)
-
-
-def _param(fields: Mapping[str, Any], where: str,
-           keys: Mapping[str, str] | None = None) -> FloatParam | IntParam | CategoricalParam:
-    """Validate one parameter; ``keys`` renames fields in messages (PaddleHub's bounds)."""
-    try:
-        return _PARAM.validate_python(fields, context=dict(keys or {}))
-    except ValidationError as exc:
-        raise InputError(_one_line(where, exc, keys or {})) from None
-
-
-def _space(params: list[FloatParam | IntParam | CategoricalParam],
-           initial: tuple[dict[str, Any], ...], source: str) -> SearchSpace:
-    try:
-        return SearchSpace(params=tuple(params), initial_points=initial, source=source)
-    except ValidationError as exc:
-        raise InputError(_one_line(source, exc, {})) from None
-
-
-def _one_line(where: str, error: ValidationError, keys: Mapping[str, str]) -> str:
-    """pydantic's complaint about a space as one line, ``where: problem``.
-
-    Unknown keys come first (a misspelt ``lw`` also makes ``low`` missing); our validators'
-    messages are used as they are; anything else is worded by pydantic.
-    """
-    problems = error.errors()
-    first = problems[0]
-    unknown = [str(p["loc"][-1]) for p in problems if p["type"] == "extra_forbidden"]
-    if unknown:
-        return _unknown_keys(where, first["loc"][0] if first["loc"] else None, unknown)
-    if first["type"] == "value_error":
-        return f"{where}: {first['ctx']['error']}"
-    if first["type"] == "missing" and first["loc"][-1] in _MISSING:
-        field = str(first["loc"][-1])
-        return f"{where}: {_MISSING[field].format(key=keys.get(field, field))}"
-    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        got = first["input"].get("type") if isinstance(first["input"], Mapping) else None
-        return f"{where}: type must be float, int or categorical, got {got!r}"
-    return validation_message(where, error)
-
-
-def _unknown_keys(where: str, kind: Any, unknown: list[str]) -> str:
-    model = _MODELS.get(kind) if isinstance(kind, str) else None
-    allowed = sorted(set(model.model_fields) - {"name"}) if model else []
-    return (f"{where}: unknown key(s) {', '.join(sorted(unknown))} for a {kind} parameter "
-            f"(allowed: {', '.join(allowed)})")

@@ -11,7 +11,6 @@ initial population is sampled from the same space up front and run by Ray's own
 from __future__ import annotations
 
 import functools
-import random
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,12 @@ from autoft.core.errors import InputError
 from autoft.core.metrics import mode
 from autoft.core.space import SearchSpace
 from autoft.tuning.numbering import NumberedPBT, NumberedSearcher, numbered_points
-from autoft.tuning.space_adapters import define_by_run, nevergrad_space, tune_mutations
+from autoft.tuning.space_adapters import (
+    define_by_run,
+    nevergrad_space,
+    random_points,
+    tune_mutations,
+)
 from autoft.tuning.tie_break import TieBreakingASHA, TieBreakingHyperBand
 from autoft.tuning.trial import trial_context
 from autoft.tuning.warm_start import labelled_warm_start
@@ -141,13 +145,10 @@ def pbt_population(config: Config, space: SearchSpace,
     Every point holds every parameter, conditional ones too (the trainable ignores a ``cut_frac``
     without STLR): PBT perturbs and copies whole configs, so each key must always be there.
     """
-    rng = random.Random(config.search.seed)
-    population = [dict(p) for p in points[: config.search.num_samples]]
-    population += [space.sample(rng) for _ in range(config.search.num_samples - len(population))]
-    for point in population:
-        for param in space.params:
-            point.setdefault(param.name, param.sample(rng))
-    return population
+    given = [dict(p) for p in points[: config.search.num_samples]]
+    drawn = random_points(space, config.search.num_samples, config.search.seed)
+    return [{**every, **point} for point, every in zip(given, drawn, strict=False)] + drawn[
+        len(given):]
 
 
 def pbt_param_space(config: Config, space: SearchSpace) -> dict[str, Any] | None:

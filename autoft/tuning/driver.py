@@ -24,7 +24,8 @@ from autoft.core.config import Config
 from autoft.core.environ import scoped_environ
 from autoft.core.errors import InputError
 from autoft.core.files import write_text_atomic
-from autoft.core.space import SearchSpace, load_space
+from autoft.core.space import SearchSpace
+from autoft.core.space_files import load_space
 from autoft.tracking import MlflowTrackingCallback
 from autoft.tracking.store import check_store, runs_url
 from autoft.tracking.tags import SELECTION_TAG

@@ -79,6 +79,24 @@ def _ask(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -> An
     return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
+def random_points(space: SearchSpace, count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` points of every parameter, conditional ones too, drawn by Optuna's random
+    sampler with ``seed`` (PBT's population: PBT copies whole points, so every key is there).
+
+    >>> from autoft.core.space_files import load_space
+    >>> space = load_space({"lr_schedule": {"type": "categorical",
+    ...                                     "choices": ["constant", "stlr"]},
+    ...                     "cut_frac": {"type": "float", "low": 0.0, "high": 0.2,
+    ...                                  "when": {"lr_schedule": "stlr"}}})
+    >>> [sorted(point) for point in random_points(space, 2, seed=0)]
+    [['cut_frac', 'lr_schedule'], ['cut_frac', 'lr_schedule']]
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    every = {param.name: distribution(param) for param in space.params}
+    return [study.ask(every).params for _ in range(count)]
+
+
 @dataclass(frozen=True)
 class DefineByRun:
     """The space as ``OptunaSearch(space=...)`` takes a define-by-run function.

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from autoft.core.space import load_space
+from autoft.core.space_files import load_space
 from autoft.tuning.warm_start import BASELINE, within
 from trainables.hparams import DEFAULT_LEARNING_RATE
 from trainables.profile.probe import Profile

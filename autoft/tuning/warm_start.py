@@ -54,7 +54,7 @@ def study_points(trainable: str, num_epochs: int) -> list[tuple[str, dict[str, A
 def within(space: SearchSpace, point: Mapping[str, Any]) -> dict[str, Any]:
     """The part of ``point`` the space searches and can hold, conditions respected.
 
-    >>> from autoft.core.space import load_space
+    >>> from autoft.core.space_files import load_space
     >>> space = load_space({"lr_schedule": {"type": "categorical", "choices": ["constant"]},
     ...                     "dis_blocks": {"type": "int", "low": 1, "high": 3}})
     >>> within(space, {"lr_schedule": "constant", "dis_blocks": 0, "frz_blocks": 0})
