@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 #: overhead.md). glibc reads it when a process starts, so it is set before Ray starts its
 #: processes; the nodes of a cluster get it from where they are started (docker/Dockerfile).
 EMBEDDED_RAY_ENV: dict[str, str] = {"RAY_worker_niceness": "0", "MALLOC_ARENA_MAX": "1"}
+#: The logger of Ray's notices about token authentication when it starts a local cluster.
+RAY_AUTH_NOTICES = "ray._private.authentication.authentication_token_setup"
 
 
 @dataclass(frozen=True)
@@ -158,10 +160,9 @@ def ray_session(address: str | None) -> Iterator[None]:
     # Epoch checkpoints of short trials snapshot the experiment often; that is expected here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address is None:
-        # Token authentication, as Ray turns it on for a new local cluster, said explicitly: Ray
-        # then creates the token the same way but does not print that it did at every search.
-        # Process-wide, as Ray sets it itself: the driver's later clients need it too.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # Ray turns token authentication on for every new local cluster and says so each time
+        # ("Token authentication is enabled for this Ray cluster..."): routine, not news.
+        logging.getLogger(RAY_AUTH_NOTICES).setLevel(logging.ERROR)
     if ray.is_initialized():
         yield
         return
