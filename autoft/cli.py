@@ -95,13 +95,16 @@ def best_trials_table(trials: list[TrialRecord], metric: str, top: int = TOP_TRI
     score, seed and the hyperparameters; then how many trials ended how."""
     ranked = sorted((t for t in trials if t.score is not None),
                     key=lambda t: -goodness(metric, t.score))[:top]
-    frame = trials_frame(ranked, "score").drop(columns=["trial_id", "error"])
-    frame.columns = [name.removeprefix("param_") for name in frame.columns]
     counts = Counter(t.status for t in trials)
     ended = ", ".join(f"{counts[s]} {s}" for s in ("completed", "pruned", "failed", "running")
                       if counts[s])
+    heading = f"best {len(ranked)} of {len(trials)} trials ({ended})"
+    if not ranked:  # every trial failed before its first epoch: no table to show
+        return heading
+    frame = trials_frame(ranked, "score").drop(columns=["trial_id", "error"])
+    frame.columns = [name.removeprefix("param_") for name in frame.columns]
     table = frame.to_string(index=False, max_colwidth=16, float_format="{:.4g}".format)
-    return f"best {len(ranked)} of {len(trials)} trials ({ended}):\n{table}"
+    return f"{heading}:\n{table}"
 
 
 def _summarise(outcome: api.SearchResult) -> int:

@@ -22,7 +22,9 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from autoft.cli import best_trials_table
 from autoft.cli import main as cli_main
+from autoft.tuning.results import TrialRecord
 from tests.conftest import REPO
 from tests.mlflow_server import free_port
 
@@ -258,3 +260,10 @@ def test_sync_names_a_bad_timeout_and_a_folder_that_is_no_experiment(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert_bad_input(capsys, ["sync", str(tmp_path), "--timeout", "-1"], "--timeout")
     assert_bad_input(capsys, ["sync", str(tmp_path)], str(tmp_path), "not an autoft experiment")
+
+
+def test_the_summary_table_of_trials_that_all_failed_is_its_counts() -> None:
+    failed = [TrialRecord(trial_id=str(i), name=f"trial_000{i}", hparams={"learning_rate": 1e-4},
+                          status="failed", epochs=0, score=None, error="TrialFailed: NaN")
+              for i in range(2)]
+    assert best_trials_table(failed, "eval_accuracy") == "best 0 of 2 trials (2 failed)"

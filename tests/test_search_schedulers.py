@@ -14,8 +14,10 @@ import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
+from autoft.cli import main as cli_main
 from autoft.core.config import config_from_mapping
 from autoft.tuning.driver import run_search
+from autoft.tuning.results import load_trials
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +77,8 @@ def test_pso_searches_numeric_spaces(tmp_path: Path) -> None:
     assert sorted(t.name for t in outcome.trials) == [f"trial_{i:04d}" for i in range(4)]
 
 
-def test_a_failure_a_retry_cannot_fix_is_not_retried(tmp_path: Path) -> None:
+def test_a_failure_a_retry_cannot_fix_is_not_retried(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     calls = tmp_path / "calls.txt"
     config = config_from_mapping({
         "name": "fails", "trainable": "tests.toy_trainable:always_fails",
@@ -85,10 +88,18 @@ def test_a_failure_a_retry_cannot_fix_is_not_retried(tmp_path: Path) -> None:
                    "max_concurrent": 1, "max_failures": 2},
         "storage": str(tmp_path),
     }, tmp_path)
-    outcome = run_search(config)
-    assert [t.status for t in outcome.trials] == ["failed", "failed"]
+    (tmp_path / "fails.yaml").write_text(yaml.safe_dump(config.to_yaml_dict()))
+    assert cli_main(["search", str(tmp_path / "fails.yaml")]) == 1  # every trial failed
+    said = capsys.readouterr()
+    assert "no trial reported a score" in said.err
+    summary = said.out[said.out.rindex("best 0 of 2 trials"):].splitlines()
+    failed = [line for line in summary if " failed: " in line]  # one line each, after the table
+    assert [line[:len("trial_0000 failed: ")] for line in failed] == [
+        f"trial_000{i} failed: " for i in range(2)]
+    assert all("NaN" in line for line in failed)
+    outcome = load_trials(config.experiment_dir, config.metric_key, config.num_epochs)
+    assert [t.status for t in outcome] == ["failed", "failed"]
     assert sorted(calls.read_text().split()) == ["0", "1"]  # each trained once, not 3 times
-    assert all("NaN" in (t.error or "") for t in outcome.trials)
     client = MlflowClient(config.tracking_uri)
     children = client.search_runs([client.get_experiment_by_name("fails").experiment_id],
                                   "tags.autoft.status = 'failed'")
