@@ -17,6 +17,7 @@ std).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from autoft.tuning.confirm import chosen, load_retrains
@@ -129,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--train-samples", type=int,
                         help="subsample train and eval (smoke runs only)")
-    parser.add_argument("--workdir", type=type(DEFAULT_WORKDIR), default=DEFAULT_WORKDIR)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     return parser.parse_args(argv)
 
 
