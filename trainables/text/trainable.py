@@ -86,25 +86,27 @@ def _max_length(model_config, tokenizer) -> int:
 
 def prepare(config: Config) -> TextData:
     """Read, check and tokenise the train and eval data once per search."""
-    model_config, tokenizer = _load_tokenizer(_model(config))
+    model, data = _inputs(config)
+    model_config, tokenizer = _load_tokenizer(model)
     limit = _max_length(model_config, tokenizer)
     read = read_data(config)
-    return TextData(model=_model(config), task=read.task, label_names=read.names,
+    return TextData(model=model, task=read.task, label_names=read.names,
                     pad_id=tokenizer.pad_token_id or 0,
-                    train=_encode(tokenizer, *read.train, limit, str(config.data.train)),
+                    train=_encode(tokenizer, *read.train, limit, str(data.train)),
                     eval=_encode(tokenizer, *read.eval, limit, read.eval_source),
                     eval_source=read.eval_source, model_max_length=limit)
 
 
-def _model(config: Config) -> str:
+def _inputs(config: Config) -> tuple[str, DataConfig]:
+    """The config's model and data, which the text trainable cannot do without."""
     if config.data is None or not config.model:
         raise InputError(f"{config.source or 'config'}: trainable text needs model and data")
-    return config.model
+    return config.model, config.data
 
 
 def check_model(config: Config) -> None:
     """Refuse a model that ``prepare`` would refuse (its config and tokenizer must load)."""
-    _load_tokenizer(_model(config))
+    _load_tokenizer(_inputs(config)[0])
 
 
 def check_data(config: Config) -> None:
@@ -127,9 +129,7 @@ class ReadData:
 def read_data(config: Config) -> ReadData:
     """Read and label the train and eval data: tables for classes, scores and label sets,
     tagged sentences for tags."""
-    _model(config)
-    data, task = config.data, config.task or "classification"
-    assert data is not None
+    data, task = _inputs(config)[1], config.task or "classification"
     read = _read_tagged if task == "token_classification" else _read_labelled
     return read(data, task, config.search.seed)
 
