@@ -17,12 +17,14 @@ std).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from autoft.tuning.confirm import chosen, load_retrains
 from benchmarks.common import (
     DEFAULT_WORKDIR,
+    SUMMARY_FILE,
     TASKS,
     fit_cached,
     fmt,
@@ -86,8 +88,10 @@ def _final_means(records: list[dict[str, Any]]) -> dict[str, float]:
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
            info: dict[str, Any]) -> None:
-    """``summary.json``'s ``tasks`` and ``results/tasks.md``."""
+    """Merge ``results`` into ``summary.json``'s ``tasks``; write ``results/tasks.md`` with
+    every task recorded there (earlier runs' tasks included)."""
     update_summary("tasks", results)
+    results = json.loads(SUMMARY_FILE.read_text())["tasks"]
     rows = []
     for name, r in results.items():
         rows.append(
@@ -119,7 +123,7 @@ Exported configurations:
     budget = {"search": f"TPE + ASHA (grace 1, reduction 2), seed 0, {args.trials} trials, "
               "2 at once with 1 torch thread each, the examples' warm start and confirmation",
               "retraining": f"{args.seeds} seeds ({seeds(args.seeds)}), 2 torch threads, the "
-              "full dev split", "tasks (this run)": list(results)}
+              "full dev split", "tasks recorded": list(results)}
     write_report("tasks", "Tasks beyond single-label classification", budget, body, info)
 
 
