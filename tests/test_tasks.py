@@ -199,15 +199,16 @@ def test_regression_searches_with_asha_minimising_rmse(shared_data: Path, tmp_pa
     assert len(scored) == 3 and result.metric == "eval_rmse"
     assert result.best.score == min(t.score for t in scored if t.status != "failed")
     client = MlflowClient(result.tracking_uri)
-    child = client.search_runs([client.get_experiment_by_name("tasks").experiment_id],
-                               "tags.`autoft.role` = 'trial'")[0]
+    child = next(run for run in client.search_runs(
+        [client.get_experiment_by_name("tasks").experiment_id])
+        if "mlflow.parentRunId" in run.data.tags and "autoft.trial_id" in run.data.tags)
     assert {"eval_rmse", "eval_pearson", "eval_spearman", "eval_loss"} <= set(child.data.metrics)
     best = yaml.safe_load(Path(autoft.export(result.experiment_dir)).read_text())
     assert best["task"] == "regression" and best["metric"] == "rmse"
     trained = autoft.train(best)
     assert set(trained.metrics) >= {"eval_rmse", "eval_pearson"}
     saved = json.loads((trained.model_dir / "config.json").read_text())
-    assert saved["problem_type"] == "regression" and saved["num_labels"] == 1
+    assert saved["problem_type"] == "regression" and len(saved["id2label"]) == 1
 
 
 @pytest.mark.slow
@@ -238,7 +239,7 @@ def test_multi_label_and_tokens_train_on_real_rows(task: str, shared_data: Path,
     assert all(0.0 <= trained.metrics[m] <= 1.0 for m in metrics)
     saved = json.loads((trained.model_dir / "config.json").read_text())
     if head is not None:
-        assert saved["num_labels"] == head and saved["problem_type"] == \
+        assert len(saved["id2label"]) == head and saved["problem_type"] == \
             "multi_label_classification" and saved["id2label"]["27"] == "neutral"
     else:
         assert saved["architectures"] == ["BertForTokenClassification"]

@@ -48,8 +48,8 @@ def test_train_text_logs_one_run_and_saves_a_reloadable_model(tmp_path, capsys):
     result = train(config)
 
     assert result.model_dir == tmp_path / "autoft_results" / "sst-train-model"
-    assert set(result.metrics) == {"epoch", "train_loss", "eval_accuracy", "eval_loss", "lr",
-                                  "epoch_time_s"}
+    assert set(result.metrics) == {"epoch", "train_loss", "eval_accuracy", "eval_f1", "eval_mcc",
+                                  "eval_loss", "lr", "epoch_time_s"}  # every metric of the task
     printed = capsys.readouterr().out
     assert "epoch 0: train_loss=" in printed and "epoch 1: " in printed
 

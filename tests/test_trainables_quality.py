@@ -37,7 +37,7 @@ def test_minilm_on_sst2_1000_sentences():
 
 def hymenoptera(pretrained: bool):
     raw = {"name": "ants-bees", "trainable": "image", "model": "tf_efficientnet_lite0",
-           "pretrained_file": LITE0_FILE if pretrained else None,
+           "pretrained_file": LITE0_FILE if pretrained else None, "pretrained": pretrained,
            "data": {"train": str(SHARED_DATA / "hymenoptera" / "train"),
                     "eval": str(SHARED_DATA / "hymenoptera" / "val")},
            "resources": {"cpu": 2}}
