@@ -58,6 +58,14 @@ class DataConfig(_Section):
     max_train_samples: int | None = Field(default=None, gt=0)
     max_eval_samples: int | None = Field(default=None, gt=0)
 
+    @field_validator("label_column")
+    @classmethod
+    def _some_label_column(cls, column: Column | list[Column]) -> Column | list[Column]:
+        if column == []:
+            raise ValueError("an empty list names no label column; give one column, or "
+                             "several 0/1 columns of a multi-label table")
+        return column
+
     @property
     def resolved_format(self) -> str:
         """The format given, else inferred from the train path (a folder is an ImageFolder)."""

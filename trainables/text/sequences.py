@@ -17,7 +17,6 @@ differ in length or hold something other than strings, a file without a sentence
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from autoft.core.config import Column, DataConfig
 from autoft.core.errors import InputError
+from trainables.text import tables
 
 #: A CoNLL line that marks a document break, not a token.
 DOCSTART = "-DOCSTART-"
@@ -115,26 +115,21 @@ def _read_jsonl(path: Path, key: str, text_column: Column,
     names = (text_column if isinstance(text_column, str) else JSONL_KEYS[0],
              label_column if isinstance(label_column, str) else JSONL_KEYS[1])
     words, tags, lines = [], [], []
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}: {key}: line {number}: not JSON ({exc.msg})") from None
-            lists = [record.get(name) if isinstance(record, dict) else None for name in names]
-            if not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
-                       for v in lists):
-                raise InputError(f"{path}: {key}: line {number}: expected an object with lists "
-                                 f"of strings under {names[0]!r} and {names[1]!r}")
-            if len(lists[0]) != len(lists[1]):
-                raise InputError(f"{path}: {key}: line {number}: {len(lists[0])} tokens but "
-                                 f"{len(lists[1])} tags")
-            if lists[0]:
-                words.append(lists[0])
-                tags.append(lists[1])
-                lines.append(number)
+    for number, record, problem in tables.json_lines(path, key):
+        if problem is not None:
+            raise InputError(f"{path}: {key}: line {number}: {problem}")
+        lists = [record.get(name) for name in names]
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                   for v in lists):
+            raise InputError(f"{path}: {key}: line {number}: expected an object with lists "
+                             f"of strings under {names[0]!r} and {names[1]!r}")
+        if len(lists[0]) != len(lists[1]):
+            raise InputError(f"{path}: {key}: line {number}: {len(lists[0])} tokens but "
+                             f"{len(lists[1])} tags")
+        if lists[0]:
+            words.append(lists[0])
+            tags.append(lists[1])
+            lines.append(number)
     return TaggedSentences(words, tags, lines)
 
 

@@ -34,7 +34,7 @@ import csv
 import json
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,12 +239,9 @@ def _cell(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _read_jsonl(path: Path, key: str, columns: list[Column]) -> _Table:
-    """The records of a jsonl file; a line that is not a JSON object, or lacks a key that a
-    column names (or holds null or a nested value there), is malformed."""
-    _not_a_file(path, key, "jsonl")
-    records: list[tuple[int, dict[str, Any]]] = []
-    malformed: list[tuple[int, str]] = []
+def json_lines(path: Path, key: str) -> Iterator[tuple[int, dict[str, Any], str | None]]:
+    """Each non-blank line of a JSONL file: its number, its object, and what is wrong with it
+    (not JSON, not an object) or None; a file that is not UTF-8 is an :class:`InputError`."""
     try:
         with path.open(encoding="utf-8-sig") as handle:
             for number, line in enumerate(handle, start=1):
@@ -253,14 +250,25 @@ def _read_jsonl(path: Path, key: str, columns: list[Column]) -> _Table:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    malformed.append((number, f"not JSON ({exc.msg}, column {exc.colno})"))
+                    yield number, {}, f"not JSON ({exc.msg}, column {exc.colno})"
                     continue
-                if not isinstance(record, dict):
-                    malformed.append((number, f"a JSON {type(record).__name__}, not an object"))
-                    continue
-                records.append((number, record))
+                yield (number, record, None) if isinstance(record, dict) else (
+                    number, {}, f"a JSON {type(record).__name__}, not an object")
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, key, "jsonl", exc) from None
+
+
+def _read_jsonl(path: Path, key: str, columns: list[Column]) -> _Table:
+    """The records of a jsonl file; a line that is not a JSON object, or lacks a key that a
+    column names (or holds null or a nested value there), is malformed."""
+    _not_a_file(path, key, "jsonl")
+    records: list[tuple[int, dict[str, Any]]] = []
+    malformed: list[tuple[int, str]] = []
+    for number, record, problem in json_lines(path, key):
+        if problem is None:
+            records.append((number, record))
+        else:
+            malformed.append((number, problem))
     keys = list(dict.fromkeys(name for _, record in records for name in record))
     # The keys the columns name; a key no record has is the column check's error, not a row's.
     used = {column if isinstance(column, str) else keys[column] for column in columns

@@ -198,8 +198,12 @@ def _names_file(data: DataConfig) -> list[str] | None:
     """The label names of ``data.label_names``, one a line (None when not given)."""
     if data.label_names is None:
         return None
-    names = [line.strip() for line in data.label_names.read_text(encoding="utf-8").splitlines()
-             if line.strip()]
+    try:
+        text = data.label_names.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{data.label_names}: data.label_names: not UTF-8 text ({exc.reason} "
+                         f"at byte {exc.start})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise InputError(f"{data.label_names}: data.label_names: the file names no label")
     return names
