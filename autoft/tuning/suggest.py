@@ -29,8 +29,7 @@ from typing import Any
 import yaml
 
 from autoft.core.space_files import load_space
-from autoft.tuning.warm_start import BASELINE, within
-from trainables.hparams import DEFAULT_LEARNING_RATE
+from autoft.tuning.warm_start import baseline, within
 from trainables.profile.probe import Profile
 
 #: Training examples from which a dataset counts as large.
@@ -235,7 +234,7 @@ def _points(trainable: str, where: Quadrant, space: dict[str, Any], fixed: dict[
             ) -> tuple[list[dict[str, Any]], list[str]]:
     """The baseline, then the quadrant's best-known strategy, each kept within the space."""
     loaded = load_space(space)
-    baseline = {**BASELINE, "learning_rate": DEFAULT_LEARNING_RATE[trainable]}
+    untuned = baseline(trainable)
     if where.similar and where.small:
         known = {"lr_schedule": "constant", "frz_blocks": 3}
         why = "gradual unfreezing of 3 blocks (the study's best on ants/bees)"
@@ -246,8 +245,8 @@ def _points(trainable: str, where: Quadrant, space: dict[str, Any], fixed: dict[
         known = {"lr_schedule": "warmup_linear", "warmup_proportion": 0.1}
         why = "warm-up 0.1 with decay to 0 (the study's best on CoLA)"
     points, reasons = [], []
-    for point, reason in ((baseline, "the baseline: constant rate, no strategy"),
-                          ({**baseline, **known}, why)):
+    for point, reason in ((untuned, "the baseline: constant rate, no strategy"),
+                          ({**untuned, **known}, why)):
         kept = within(loaded, {k: v for k, v in point.items() if k not in fixed})
         if kept and kept not in points:
             points.append(kept)
