@@ -97,7 +97,8 @@ def test_a_failure_a_retry_cannot_fix_is_not_retried(
     assert [line[:len("trial_0000 failed: ")] for line in failed] == [
         f"trial_000{i} failed: " for i in range(2)]
     assert all("NaN" in line for line in failed)
-    outcome = load_trials(config.experiment_dir, config.metric_key, config.num_epochs)
+    outcome = load_trials(config.experiment_dir, config.metric_key, config.num_epochs,
+                          config.search.select)
     assert [t.status for t in outcome] == ["failed", "failed"]
     assert sorted(calls.read_text().split()) == ["0", "1"]  # each trained once, not 3 times
     client = MlflowClient(config.tracking_uri)
@@ -152,3 +153,25 @@ def test_the_top_trials_are_retrained_and_the_best_mean_is_exported(tmp_path: Pa
     parent = client.search_runs([experiment], "tags.`autoft.role` = 'search'")[0]
     assert parent.data.tags["autoft.selection"] == outcome.selection
     assert "best_eval_accuracy_mean" in parent.data.metrics
+
+
+def test_a_trial_that_peaks_early_is_ranked_and_exported_by_its_peak(tmp_path: Path) -> None:
+    config = config_from_mapping({
+        "name": "peaks", "trainable": "tests.toy_trainable:peaks_at",
+        "space": {"peak": {"type": "int", "low": 0, "high": 2}}, "fixed": {"num_epochs": 3},
+        "search": {"algorithm": "random", "scheduler": "fifo", "num_samples": 2,
+                   "points_to_evaluate": [{"peak": 0}, {"peak": 2}], "seed": 0},
+        "storage": str(tmp_path),
+    }, tmp_path)
+    outcome = run_search(config)
+    early, late = outcome.trials
+    assert (early.history, early.scored_epoch, early.score) == ([1.0, 0.8, 0.6], 0, 1.0)
+    assert outcome.best is early  # by its peak (1.0), though its last epoch (0.6) is the worst
+    exported = yaml.safe_load((tmp_path / "peaks" / "best_config.yaml").read_text())
+    assert exported["fixed"]["num_epochs"] == 1  # a function trainable: the peak's epoch count
+    client = MlflowClient(config.tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name("peaks").experiment_id],
+                             f"tags.`autoft.trial_id` = '{early.trial_id}'")[0]
+    assert (run.data.metrics["best_epoch"], run.data.metrics["best_eval_accuracy"]) == (0, 1.0)
+    by_last = load_trials(config.experiment_dir, config.metric_key, config.num_epochs, "last")
+    assert [t.score for t in by_last] == [0.6, 0.9]  # search.select: last judges the last epoch

@@ -11,7 +11,15 @@ def test_known_names_are_design_md_table():
     table = {"learning_rate", "batch_size", "num_epochs", "lr_schedule", "cut_frac", "ratio",
              "warmup_proportion", "end_lr_ratio", "dis_blocks", "factor", "frz_blocks",
              "weight_decay", "l2sp_alpha", "l2sp_beta", "max_length", "threshold", "seed"}
-    assert table == KNOWN_HPARAMS
+    exported = {"stop_after_epochs"}  # written by export for a best epoch, rarely by hand
+    assert table | exported == KNOWN_HPARAMS
+
+
+def test_stopping_after_more_epochs_than_planned_is_refused():
+    assert parse_hparams({"num_epochs": 4, "stop_after_epochs": 2}).epochs_to_train == 2
+    with pytest.raises(InputError, match=r"stop_after_epochs \(5\) is more than num_epochs "
+                                         r"\(4\)"):
+        parse_hparams({"num_epochs": 4, "stop_after_epochs": 5})
 
 
 def test_defaults_and_learning_rate_per_trainable():
@@ -21,7 +29,8 @@ def test_defaults_and_learning_rate_per_trainable():
         "batch_size": 32, "num_epochs": 3, "lr_schedule": "constant", "cut_frac": 0.1,
         "ratio": 32, "warmup_proportion": 0.1, "end_lr_ratio": 0.0, "dis_blocks": 0,
         "factor": 2.6, "frz_blocks": 0, "weight_decay": 0.01, "l2sp_alpha": 0.0,
-        "l2sp_beta": 0.0, "max_length": 128, "threshold": 0.5, "seed": 0}
+        "l2sp_beta": 0.0, "max_length": 128, "threshold": 0.5, "seed": 0,
+        "stop_after_epochs": None}
 
 
 def test_given_values_win_and_sampler_types_are_accepted():

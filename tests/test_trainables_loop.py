@@ -108,6 +108,21 @@ def test_resume_after_the_last_epoch_returns_its_metrics(tiny_text):
     assert again.reports == []
 
 
+def test_stopping_after_an_epoch_reproduces_that_epoch_of_the_whole_schedule(tiny_text):
+    """An exported best epoch (``stop_after_epochs``) trains that many epochs of the schedule
+    planned for ``num_epochs``: the same model as the full run had then, not a shorter
+    schedule's."""
+    config, prepared = tiny_text
+    whole, stopped = CheckpointReporter(), CheckpointReporter()
+    text.fit(config, prepared, HPARAMS, whole)
+    text.fit(config, prepared, {**HPARAMS, "stop_after_epochs": 1}, stopped)
+    assert [timeless(m) for m in stopped.reports] == [timeless(whole.reports[0])]
+    assert stopped.reports[0]["lr"] < HPARAMS["learning_rate"]  # mid-decay of the whole STLR
+    shorter = CheckpointReporter()
+    text.fit(config, prepared, {**HPARAMS, "num_epochs": 1}, shorter)
+    assert shorter.reports[0]["lr"] != stopped.reports[0]["lr"]
+
+
 def test_a_nan_loss_fails_the_trial():
     batch = ({"x": torch.ones(4, 3)}, torch.tensor([0, 1, 0, 1]))
 

@@ -29,6 +29,17 @@ def quadratic(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
     return metrics
 
 
+def peaks_at(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
+    """Report 3 epochs of a score that peaks at epoch ``peak``: 1 - 0.2·|epoch - peak| -
+    0.05·peak (peak 0: 1.0, 0.8, 0.6; peak 2: 0.5, 0.7, 0.9)."""
+    peak = int(hparams["peak"])
+    metrics: dict[str, float] = {}
+    for epoch in range(int(hparams.get("num_epochs", 3))):
+        metrics = {"epoch": epoch, "eval_accuracy": 1 - 0.2 * abs(epoch - peak) - 0.05 * peak}
+        reporter.report(metrics, {"epoch": epoch})
+    return metrics
+
+
 def slow_quadratic(hparams: dict[str, Any], reporter: Reporter) -> dict[str, float]:
     """:func:`quadratic` at ``seconds_per_epoch`` (default 1 s) an epoch: time to interrupt."""
     seconds = float(hparams.get("seconds_per_epoch", 1.0))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autoft.core.errors import InputError, validation_message
 
@@ -34,6 +34,9 @@ class HParams(BaseModel):
     learning_rate: float = Field(default=5e-5, gt=0)
     batch_size: int = Field(default=32, ge=1)
     num_epochs: int = Field(default=3, ge=1)
+    #: Train only the first this many of the ``num_epochs`` the schedule and the unfreezing
+    #: plan for: an exported best epoch, reproduced exactly (None: all of them).
+    stop_after_epochs: int | None = Field(default=None, ge=1)
     lr_schedule: LrSchedule = "constant"
     cut_frac: float = Field(default=0.1, ge=0, le=1)
     ratio: float = Field(default=32, ge=1)
@@ -49,6 +52,18 @@ class HParams(BaseModel):
     #: Multi-label: a label is predicted where its probability reaches this.
     threshold: float = Field(default=0.5, gt=0, lt=1)
     seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _stops_within_the_plan(self) -> HParams:
+        if self.stop_after_epochs is not None and self.stop_after_epochs > self.num_epochs:
+            raise ValueError(f"stop_after_epochs ({self.stop_after_epochs}) is more than "
+                             f"num_epochs ({self.num_epochs}): lower it, or raise num_epochs")
+        return self
+
+    @property
+    def epochs_to_train(self) -> int:
+        """How many epochs the loop runs: ``stop_after_epochs``, else ``num_epochs``."""
+        return self.stop_after_epochs or self.num_epochs
 
 
 #: Every hyperparameter name a text or image trainable accepts.

@@ -148,7 +148,7 @@ def run(hp: HParams, reporter: Reporter, build: Callable[[Runtime], Job],
         _set_rng_state(saved["rng"])
         metrics, first_epoch = saved["metrics"], saved["epoch"] + 1
 
-    for epoch in range(first_epoch, hp.num_epochs):
+    for epoch in range(first_epoch, hp.epochs_to_train):
         started = time.perf_counter()
         model.train()
         unfreezer.set_epoch(epoch)

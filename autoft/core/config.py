@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoft.core.errors import InputError, validation_message
-from autoft.core.metrics import METRICS, TASK_METRICS, TaskName, default_metric, mode
+from autoft.core.metrics import METRICS, TASK_METRICS, Select, TaskName, default_metric, mode
 
 Algorithm = Literal["tpe", "cmaes", "random", "grid", "gp", "qmc", "pso"]
 Scheduler = Literal["fifo", "asha", "hyperband", "pbt"]
@@ -104,6 +104,9 @@ class SearchSettings(_Section):
     warm_start: Literal["study", "none"] | list[dict[str, Any]] = "study"
     #: Seed-robust selection: ``auto`` (from 8 trials on), settings, or null (off).
     confirm: ConfirmSettings | Literal["auto"] | None = "auto"
+    #: A trial's score: the epoch it scored best at (``best``; export trains that many epochs of
+    #: the same schedule) or its last epoch (``last``).
+    select: Select = "best"
     max_failures: int = Field(default=1, ge=0)
     grace_period: int = Field(default=1, gt=0)
     popsize: int | None = Field(default=None, gt=1)
@@ -137,10 +140,21 @@ class RayConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    """MLflow tracking URI (default: SQLite under ``storage``) and experiment name."""
+    """MLflow tracking URI (default: SQLite under ``storage``) and experiment name; ``autoft
+    train`` registers its model under ``register`` in the Model Registry when given."""
 
     uri: str | None = None
     experiment: str | None = None
+    register: str | None = Field(default=None, min_length=1)
+
+
+class Origin(_Section):
+    """Where an exported config came from: the search's folder and its trial (``autoft train``
+    tags its run and registered model version with them)."""
+
+    experiment_dir: Path
+    trial: str
+    trial_id: str
 
 
 class ScriptConfig(_Section):
@@ -177,6 +191,8 @@ class Config(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: Path = Path("autoft_results")
     script: ScriptConfig | None = None
+    #: Set by ``autoft export``: the trial this config retrains.
+    origin: Origin | None = None
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("name")

@@ -26,7 +26,9 @@ def validation_message(where: str, error: ValidationError) -> str:
     x: num_epochs: Input should be a valid integer, got a number with a fractional part (got 2.5)
     """
     first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    key = ".".join(str(part) for part in first["loc"])
+    if not key:  # a rule across fields, whose message names them
+        return f"{where}: {first.get('ctx', {}).get('error', first['msg'])}"
     if first["type"] == "extra_forbidden":
         return f"{where}: {key}: unknown key"
     got = first.get("input")

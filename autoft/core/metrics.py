@@ -9,13 +9,18 @@ Example::
     mode("rmse")                          # "min"
     goodness("rmse", 0.7)                 # -0.7: sorts with the better (lower) score last
     default_metric("regression")          # "pearson"
+    scored_epoch([0.5, 0.8, 0.7], "mcc")  # 1: a trial is judged by its best epoch
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Literal
 
 Direction = Literal["max", "min"]
+#: Which epoch of a trial is its score: its best (``search.select: best``) or its last.
+Select = Literal["best", "last"]
 TaskName = Literal["classification", "regression", "multi_label", "token_classification"]
 
 #: What each task's trainables report, the default metric (its first) included.
@@ -48,3 +53,24 @@ def goodness(metric: str, score: float) -> float:
 def default_metric(task: str) -> str:
     """The metric a search of ``task`` is judged by when the config names none."""
     return TASK_METRICS[task][0]
+
+
+def scored_epoch(scores: Sequence[float | None], metric: str,
+                 select: Select = "best") -> int | None:
+    """The 0-based epoch whose score is the trial's: the best finite one by ``metric``'s
+    direction (the earliest among equals), or the last finite one; None when none is finite.
+
+    >>> scored_epoch([1.2, 0.9, 1.0], "rmse")
+    1
+    >>> scored_epoch([0.5, 0.8, 0.7], "mcc", "last")
+    2
+    >>> scored_epoch([float("nan")], "mcc") is None
+    True
+    """
+    finite = [(epoch, score) for epoch, score in enumerate(scores)
+              if score is not None and math.isfinite(score)]
+    if not finite:
+        return None
+    if select == "last":
+        return finite[-1][0]
+    return max(finite, key=lambda item: (goodness(metric, item[1]), -item[0]))[0]

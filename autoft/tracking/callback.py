@@ -195,6 +195,13 @@ class MlflowTrackingCallback(Callback):
         """Log a metric of the search (``best_eval_<metric>``) on the parent run."""
         self._parent().log_metrics(PARENT, {key: value}, step)
 
+    def log_best_epoch(self, trial_id: str, metric: str, epoch: int, score: float) -> None:
+        """Log a trial's best epoch (``best_epoch``, 0-based) and its score
+        (``best_eval_<metric>``) on its child run, at step = that epoch."""
+        writer = self._parent()
+        if writer.has_run(trial_id):
+            writer.log_metrics(trial_id, {"best_epoch": epoch, f"best_{metric}": score}, epoch)
+
     def set_parent_tags(self, tags: Mapping[str, str]) -> None:
         """Tag the parent run (which trial the search chose, and why)."""
         self._parent().set_tags(PARENT, tags)

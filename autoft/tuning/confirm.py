@@ -1,8 +1,10 @@
 """Seed-robust selection: the best of many noisy trials is often a lucky one.
 
 After the search, the ``top_k`` best completed trials are trained again with ``seeds`` new
-seeds each (MLflow child runs tagged ``autoft.role=confirm``), and the search's best is the
-configuration with the best mean over all its seeds, its own trial included (SST-2: the winner
+seeds each (MLflow child runs tagged ``autoft.role=confirm``), up to the epoch each trial was
+scored at (its best, under ``search.select: best``: what export would train, so a lucky best
+epoch is measured again, not chosen again), and the search's best is the configuration with the
+best mean over all its seeds, its own trial included (SST-2: the winner
 of 16 single-seed trials, retrained, scored below the untuned baseline).
 
 The retrains run as Ray tasks of the search's own trainable on the data the search prepared.
@@ -26,7 +28,7 @@ from autoft.core.files import write_text_atomic
 from autoft.core.metrics import goodness
 from autoft.core.trials import error_line
 from autoft.tuning.results import TrialRecord, best_trial
-from autoft.tuning.trial import trial_hparams
+from autoft.tuning.trial import scored_hparams
 from trainables import TrialContext, load_trainable
 
 CONFIRM_FILE = "confirm.json"
@@ -124,7 +126,7 @@ def run_retrains(config: Config, prepared: Any, work: list[tuple[TrialRecord, in
     def start(jobs: Iterator[tuple[int, tuple[TrialRecord, int]]]) -> None:
         for position, (trial, seed) in jobs:
             context = TrialContext(index=config.search.num_samples + position, seed=seed)
-            hparams = trial_hparams(config, trial.hparams, context)
+            hparams = scored_hparams(config, trial.hparams, context, trial.scored_epoch)
             running[remote.remote(config, shared, hparams, context)] = trial, seed
             if len(running) >= config.search.max_concurrent:
                 return

@@ -24,6 +24,7 @@ from autoft.core.config import Config
 from autoft.core.environ import scoped_environ
 from autoft.core.errors import InputError
 from autoft.core.files import write_text_atomic
+from autoft.core.metrics import scored_epoch
 from autoft.core.space import SearchSpace
 from autoft.core.space_files import load_space
 from autoft.tracking import MlflowTrackingCallback
@@ -262,7 +263,8 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
     tracking = _tracking(config, plan.space)
     trials_done = False
     if resume:
-        trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
+        trials = load_trials(experiment_dir, config.metric_key, config.num_epochs,
+                             config.search.select)
         trials_done = is_finished(trials, config.search.num_samples)
         if trials_done and not still_to_run(config, trials):
             return _result(config, tracking, trials, *chosen(config, trials),
@@ -284,7 +286,8 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
         try:
             if not trials_done:
                 _search_tuner(plan, prepared, tracking, resume, verbose).fit()
-            trials = load_trials(experiment_dir, config.metric_key, config.num_epochs)
+            trials = load_trials(experiment_dir, config.metric_key, config.num_epochs,
+                                 config.search.select)
             skipped = why_not_confirmed(config, trials)
             if skipped:
                 print(skipped, flush=True)
@@ -360,6 +363,10 @@ def finish_search(config: Config, space: SearchSpace, tracking: MlflowTrackingCa
         frame[column] = frame["trial_id"].map(by_trial)
     trials_csv = experiment_dir / "trials.csv"
     frame.to_csv(trials_csv, index=False)
+    for trial in trials:
+        peak = scored_epoch(trial.history, metric)
+        if peak is not None:
+            tracking.log_best_epoch(trial.trial_id, metric, peak, trial.history[peak])
     artifacts.append(trials_csv)
     if best is not None:
         best_path = write_text_atomic(experiment_dir / BEST_CONFIG,

@@ -14,7 +14,7 @@ from autoft.core.files import write_text_atomic
 from autoft.tuning.confirm import chosen
 from autoft.tuning.experiment import experiment_config
 from autoft.tuning.results import TrialRecord, load_trials
-from autoft.tuning.trial import trial_context, trial_hparams
+from autoft.tuning.trial import scored_hparams, trial_context
 
 Format = Literal["yaml", "json"]
 
@@ -23,11 +23,15 @@ BEST_CONFIG = "best_config.yaml"
 
 
 def best_config(config: Config, trial: TrialRecord) -> dict[str, Any]:
-    """``config`` with the trial's full hyperparameters (seed included) as ``fixed``."""
+    """``config`` with the trial's full hyperparameters (seed included) as ``fixed``, stopping
+    at the epoch the trial was scored at (:func:`~autoft.tuning.trial.scored_hparams`), and the
+    trial as its ``origin``."""
     exported = config.to_yaml_dict()
     context = trial.context or trial_context(config, 0, trial.hparams)
-    exported["fixed"] = trial_hparams(config, trial.hparams, context)
+    exported["fixed"] = scored_hparams(config, trial.hparams, context, trial.scored_epoch)
     exported["space"] = None
+    exported["origin"] = {"experiment_dir": str(config.experiment_dir), "trial": trial.name,
+                          "trial_id": trial.trial_id}
     return exported
 
 
@@ -43,7 +47,9 @@ def export_best(experiment_dir: Path, fmt: Format = "yaml", output: Path | None 
     top trials); the default file is ``best_config.<fmt>`` in the folder."""
     experiment_dir = Path(experiment_dir)
     config = experiment_config(experiment_dir)
-    best, _ = chosen(config, load_trials(experiment_dir, config.metric_key, config.num_epochs))
+    trials = load_trials(experiment_dir, config.metric_key, config.num_epochs,
+                         config.search.select)
+    best, _ = chosen(config, trials)
     if best is None:
         raise InputError(f"{experiment_dir}: no trial has reported a score yet")
     output = output or experiment_dir / f"best_config.{fmt}"

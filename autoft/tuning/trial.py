@@ -27,6 +27,7 @@ from autoft.core.quiet import one_line_warnings
 from autoft.tuning.retries import fail_if_marked
 from trainables import TrialContext, load_trainable
 from trainables.api import TrialFailed, split_trial_config
+from trainables.registry import typed_hparams
 
 STATE_FILE = "state.pt"
 
@@ -74,6 +75,28 @@ def trial_hparams(config: Config, sampled: Mapping[str, Any],
                   context: TrialContext) -> dict[str, Any]:
     """The hyperparameters a trial runs with: ``fixed``, then the sampled ones, then its seed."""
     return {**config.fixed, **sampled, "seed": context.seed}
+
+
+def scored_hparams(config: Config, sampled: Mapping[str, Any], context: TrialContext,
+                   scored_epoch: int | None) -> dict[str, Any]:
+    """The hyperparameters that train a trial again up to the epoch it was scored at
+    (``scored_epoch``, 0-based), for export and confirmation: a built-in trainable stops there
+    (``stop_after_epochs``) on the schedule planned for all ``num_epochs``, so the retrain is the
+    scored model; a function trainable, whose schedule autoft cannot see, gets that
+    ``num_epochs``.
+
+    >>> config = Config(name="x", fixed={"num_epochs": 4})
+    >>> scored_hparams(config, {}, TrialContext(0, 7), 1)
+    {'num_epochs': 4, 'seed': 7, 'stop_after_epochs': 2}
+    >>> scored_hparams(config, {}, TrialContext(0, 7), 3)
+    {'num_epochs': 4, 'seed': 7}
+    """
+    hparams = trial_hparams(config, sampled, context)
+    planned = int(hparams.get("num_epochs", config.num_epochs))
+    if scored_epoch is None or scored_epoch + 1 >= planned:
+        return hparams
+    key = "stop_after_epochs" if typed_hparams(config) else "num_epochs"
+    return {**hparams, key: scored_epoch + 1}
 
 
 def trial_name(trial: Any) -> str:
