@@ -4,7 +4,8 @@ A Ray Tune driver asks Optuna for trials, runs each trial (a PyTorch fine-tune o
 or timm model with the ULMFiT strategies of :mod:`autoft.finetune`) and logs every trial to MLflow.
 
 The Python API (:mod:`autoft.api`) is reached from here: ``autoft.search(config)``,
-``autoft.resume(dir)``, ``autoft.export(dir)``, ``autoft.train(config)``, ``autoft.validate``.
+``autoft.resume(dir)``, ``autoft.export(dir)``, ``autoft.train(config)``,
+``autoft.predict(model_dir, data)``, ``autoft.validate``.
 It loads on first use, so ``import autoft.finetune`` (or a trainable on a machine without Ray)
 does not import Ray and MLflow.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("search", "resume", "export", "train", "validate", "sync", "SearchResult",
+_API = ("search", "resume", "export", "train", "predict", "validate", "sync", "SearchResult",
         "TrainResult", "Validation")
 __all__ = [*_API, "__version__"]
 

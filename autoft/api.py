@@ -37,6 +37,8 @@ from autoft.tuning.driver import SearchInterrupted, SearchResult, plan_search, r
 from autoft.tuning.experiment import check_new_experiment, resumable_config
 from autoft.tuning.export import Format, export_best
 from autoft.tuning.packing import describe_auto
+from autoft.tuning.predict import PredictResult
+from autoft.tuning.predict import predict as predict_with
 from autoft.tuning.suggest import Suggestion, render
 from autoft.tuning.suggest import suggest as suggest_for
 from autoft.tuning.train import TrainResult
@@ -48,9 +50,9 @@ from trainables.registry import check_config, check_inputs, resolve_task, unchec
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
 
-__all__ = ["ConfigLike", "SearchInterrupted", "SearchResult", "Suggested", "SyncResult",
-           "TrainResult", "Validation", "as_config", "export", "resume", "search", "suggest",
-           "sync", "train", "validate"]
+__all__ = ["ConfigLike", "PredictResult", "SearchInterrupted", "SearchResult", "Suggested",
+           "SyncResult", "TrainResult", "Validation", "as_config", "export", "predict", "resume",
+           "search", "suggest", "sync", "train", "validate"]
 
 
 @dataclass(frozen=True)
@@ -70,15 +72,16 @@ class Validation:
 
 
 def as_config(config: ConfigLike, *, num_samples: int | None = None, address: str | None = None,
-              tracking_uri: str | None = None) -> Config:
+              tracking_uri: str | None = None, register: str | None = None) -> Config:
     """``config`` loaded and checked, with the CLI's overrides applied where given and its task
     inferred from the data where not given."""
     return _loaded(config, num_samples=num_samples, address=address,
-                   tracking_uri=tracking_uri)[0]
+                   tracking_uri=tracking_uri, register=register)[0]
 
 
 def _loaded(config: ConfigLike, *, num_samples: int | None = None, address: str | None = None,
-            tracking_uri: str | None = None) -> tuple[Config, str | None]:
+            tracking_uri: str | None = None,
+            register: str | None = None) -> tuple[Config, str | None]:
     """:func:`as_config`, and why the task is the one it is when it was inferred."""
     if isinstance(config, Mapping):
         loaded = config_from_mapping(dict(config), Path.cwd())
@@ -93,8 +96,10 @@ def _loaded(config: ConfigLike, *, num_samples: int | None = None, address: str 
         update["search"] = loaded.search.model_copy(update={"num_samples": num_samples})
     if address:
         update["ray"] = loaded.ray.model_copy(update={"address": address})
-    if tracking_uri:
-        update["tracking"] = loaded.tracking.model_copy(update={"uri": tracking_uri})
+    tracking = {key: value for key, value in (("uri", tracking_uri), ("register", register))
+                if value}
+    if tracking:
+        update["tracking"] = loaded.tracking.model_copy(update=tracking)
     return resolve_task(loaded.model_copy(update=update))
 
 
@@ -168,6 +173,13 @@ def train(config: ConfigLike, output_dir: str | os.PathLike[str] | None = None,
           **overrides: Any) -> TrainResult:
     """One fine-tune with the config's ``fixed`` hyperparameters, logged to MLflow, model saved."""
     return train_config(as_config(config, **overrides), Path(output_dir) if output_dir else None)
+
+
+def predict(model_dir: str | os.PathLike[str], data: str | os.PathLike[str],
+            output: str | os.PathLike[str] | None = None) -> PredictResult:
+    """Run a model folder ``autoft train`` wrote on ``data``; write the predictions (CSV or
+    JSONL) to ``output`` (default ``predictions.csv``)."""
+    return predict_with(Path(model_dir), Path(data), Path(output) if output else None)
 
 
 @dataclass(frozen=True)

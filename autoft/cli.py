@@ -30,11 +30,12 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """``--num-samples``, ``--address`` and ``--tracking-uri`` as :func:`autoft.api.as_config`
-    takes them."""
+    """``--num-samples``, ``--address``, ``--tracking-uri`` and ``--register`` as
+    :func:`autoft.api.as_config` takes them."""
     return {"num_samples": getattr(args, "num_samples", None),
             "address": getattr(args, "address", None),
-            "tracking_uri": getattr(args, "tracking_uri", None)}
+            "tracking_uri": getattr(args, "tracking_uri", None),
+            "register": getattr(args, "register", None)}
 
 
 def _print_validation(name: str, checked: api.Validation) -> None:
@@ -128,7 +129,8 @@ def _summarise(outcome: api.SearchResult) -> int:
             print(f"  {c.trial.name}: {c.mean:.4f} ± {c.std:.4f} over {len(c.scores)} seeds "
                   f"(its own trial {c.trial.score:.4f})")
         print(f"chosen: {outcome.selection}")
-    print(f"\nbest trial {best.name}: score {best.score:.4f} after {best.epochs} epoch(s)")
+    print(f"\nbest trial {best.name}: score {best.score:.4f} at epoch {best.scored_epoch} "
+          f"of the {best.epochs} it ran")
     print(f"MLflow parent run: {outcome.parent_run_id} ({outcome.tracking_uri})")
     print(f"best config: {outcome.best_config_path}  (retrain: autoft train "
           f"{outcome.best_config_path})")
@@ -149,6 +151,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = api.train(config)
     print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
     print(f"model: {result.model_dir}\nMLflow run: {result.run_id} ({config.tracking_uri})")
+    if result.model_uri is not None:
+        print(f"MLflow model: {result.model_uri}")
+    if result.registered is not None:
+        print(f"registered: {result.registered}")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    done = api.predict(args.model, args.data, args.output)
+    print(f"{done.count} prediction(s): {done.output}")
     return EXIT_OK
 
 
@@ -209,7 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--dry-run", action="store_true",
                         help="check config, space and data; start nothing")
     config_command("validate", cmd_validate, "check a config and its space, print the space")
-    config_command("train", cmd_train, "one fine-tune with the fixed hyperparameters")
+    train = config_command("train", cmd_train, "one fine-tune with the fixed hyperparameters")
+    train.add_argument("--register", metavar="NAME",
+                       help="register the model in the MLflow Model Registry as NAME")
+
+    predict = commands.add_parser("predict", help="run a trained model folder on new data")
+    predict.add_argument("model", help="model folder written by autoft train")
+    predict.add_argument("data", help="file or folder in the format the model was trained on")
+    predict.add_argument("-o", "--output", help="predictions file, .csv or .jsonl (default: "
+                         "predictions.csv)")
+    predict.set_defaults(func=cmd_predict)
 
     resume = commands.add_parser("resume", help="continue an interrupted search")
     resume.add_argument("experiment_dir")

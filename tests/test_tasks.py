@@ -14,8 +14,14 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from scipy.stats import pearsonr
+from seqeval.metrics import f1_score as entity_f1
+from sklearn.metrics import f1_score
+from sklearn.preprocessing import MultiLabelBinarizer
 
 import autoft
+from autoft.cli import main as cli_main
+from autoft.core.config import DataConfig
 from autoft.core.metrics import goodness, mode
 from autoft.tuning.results import TrialRecord, best_trial
 from autoft.tuning.tie_break import ranked
@@ -209,6 +215,10 @@ def test_regression_searches_with_asha_minimising_rmse(shared_data: Path, tmp_pa
     assert set(trained.metrics) >= {"eval_rmse", "eval_pearson"}
     saved = json.loads((trained.model_dir / "config.json").read_text())
     assert saved["problem_type"] == "regression" and len(saved["id2label"]) == 1
+    values = [row["value"] for row in predicted(trained.model_dir, data["eval"], tmp_path)]
+    gold = [float(line.split("\t")[9]) for line in Path(data["eval"]).read_text().splitlines()]
+    assert pearsonr(values, gold).statistic == pytest.approx(trained.metrics["eval_pearson"],
+                                                             abs=1e-4)
 
 
 @pytest.mark.slow
@@ -246,3 +256,25 @@ def test_multi_label_and_tokens_train_on_real_rows(task: str, shared_data: Path,
         assert "B-PER" in saved["id2label"].values()
     run = MlflowClient(checked.config.tracking_uri).get_run(trained.run_id)
     assert metrics <= set(run.data.metrics)
+    predictions = predicted(trained.model_dir, data["eval"], tmp_path)
+    if task == "multi_label":  # the labels at the threshold score what evaluation scored
+        names = (source / "labels.txt").read_text().split()
+        gold = [[names[int(i)] for i in line.split("\t")[1].split(",")]
+                for line in Path(data["eval"]).read_text().splitlines()]
+        assert f1_score(MultiLabelBinarizer(classes=names).fit_transform(gold),
+                        MultiLabelBinarizer(classes=names).fit_transform(
+                            [row["labels"] for row in predictions]), average="micro",
+                        zero_division=0) == pytest.approx(trained.metrics["eval_micro_f1"])
+    else:  # a tag per word, scored as evaluation scored them
+        gold = sequences.read_sentences(DataConfig(train=Path(data["eval"]), format="conll"),
+                                        Path(data["eval"]), "data.eval")
+        assert [row["tokens"] for row in predictions] == gold.words
+        assert entity_f1(gold.tags, [row["tags"] for row in predictions]) == pytest.approx(
+            trained.metrics["eval_entity_f1"])
+
+
+def predicted(model_dir: Path, data: str, folder: Path) -> list[dict[str, Any]]:
+    """``autoft predict`` through the CLI: the rows of its JSONL."""
+    output = folder / "predictions.jsonl"
+    assert cli_main(["predict", str(model_dir), data, "-o", str(output)]) == 0
+    return [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]

@@ -180,6 +180,6 @@ def test_fit_reports_each_epoch_and_saved_model_reloads(tmp_path):
 
     image.save_model(prepared, reporter.states[-1]["model"], tmp_path)
     model, saved = image.load_saved_model(tmp_path)
-    assert saved["classes"] == ["ants", "bees"] and saved["data_config"]["input_size"] == [
+    assert saved.classes == ["ants", "bees"] and saved.data_config["input_size"] == [
         3, 160, 160]
     assert model(torch.zeros(1, 3, 160, 160)).shape == (1, 2)

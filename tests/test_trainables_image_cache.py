@@ -266,7 +266,7 @@ def test_the_cached_path_trains_and_its_model_reloads(tmp_path):
     assert math.isfinite(final["train_loss"]) and 0 <= final["eval_accuracy"] <= 1
     image.save_model(prepared, reporter.states[-1]["model"], tmp_path)
     model, saved = image.load_saved_model(tmp_path)
-    assert saved["classes"] == ["ants", "bees"]
+    assert saved.classes == ["ants", "bees"]
     assert model(torch.zeros(1, 3, 160, 160)).shape == (1, 2)
 
 

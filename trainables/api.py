@@ -11,13 +11,16 @@ A trainable is a module (or object) with two functions:
     Runs one fine-tune with the trial's hyperparameters (``fixed`` merged with the sampled ones),
     reports once per epoch through ``reporter`` and returns the final metrics.
 
+The built-in trainables also save a trained model (``save_model``) in its library's own format
+and run a saved one on new data (``predict(config, model_dir, path) ->`` :class:`Predictions`).
+
 The same ``fit`` runs under Ray Tune (a :class:`Reporter` that calls ``tune.report`` with a
 checkpoint) and under ``autoft train`` (a reporter that logs to MLflow and the console).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,6 +71,17 @@ class Reporter(Protocol):
     def report(self, metrics: dict[str, float], state: dict[str, Any] | None = None) -> None:
         """Report one epoch: ``train_loss``, ``eval_<metric>``, ``lr``, ``epoch``, and the
         state (``torch.save``-able) to resume after this epoch."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A saved model's predictions on a dataset (``autoft predict``): ``rows``, computed as they
+    are read, has one mapping per example in the file's order (its input, then the task's
+    outputs: ``label`` and ``probabilities``, ``value``, ``labels``, or ``tags``); ``total``
+    counts them up front, for a progress bar."""
+
+    total: int
+    rows: Iterator[dict[str, Any]]
 
 
 class Trainable(Protocol):

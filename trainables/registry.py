@@ -38,11 +38,15 @@ class Builtin:
     fine_tunes: bool
     #: The tasks it learns (``task:``); empty: it has none (a script scores itself).
     tasks: tuple[str, ...] = ()
+    #: The MLflow flavor that logs the model folders it saves (None: it saves none).
+    mlflow_flavor: str | None = None
 
 
 BUILTIN: dict[str, Builtin] = {
-    "text": Builtin("trainables.text.trainable", fine_tunes=True, tasks=tuple(TASK_METRICS)),
-    "image": Builtin("trainables.image.trainable", fine_tunes=True, tasks=("classification",)),
+    "text": Builtin("trainables.text.trainable", fine_tunes=True, tasks=tuple(TASK_METRICS),
+                    mlflow_flavor="transformers"),
+    "image": Builtin("trainables.image.trainable", fine_tunes=True, tasks=("classification",),
+                     mlflow_flavor="pytorch"),
     "script": Builtin("trainables.script", fine_tunes=False),
 }
 

@@ -87,6 +87,26 @@ def scan_folder(root: Path, classes: Sequence[str], key: str | None = None) -> l
     return _decodable(items, root, key)
 
 
+def image_files(path: Path, key: str) -> list[str]:
+    """The decodable image files to predict: ``path`` itself, or every image file under the
+    folder ``path`` (class folders or not), in sorted order; ``key`` names ``path`` in
+    messages."""
+    if path.is_file():
+        found = [str(path)]
+        root = path.parent
+    elif path.is_dir():
+        extensions = image_extensions()
+        found = sorted(str(p) for p in path.rglob("*")
+                       if p.is_file() and p.suffix.lower() in extensions)
+        root = path
+    else:
+        raise InputError(f"{path}: {key}: no such file or folder")
+    if not found:
+        raise InputError(f"{path}: {key}: no image files (extensions Pillow opens, such as "
+                         ".jpg and .png)")
+    return [file for file, _ in _decodable([(file, -1) for file in found], root, key)]
+
+
 def _decodes(path: str) -> bool:
     try:
         with Image.open(path) as image:

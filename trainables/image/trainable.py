@@ -34,7 +34,6 @@ Either way a batch's augmentation is drawn from the trial's seed and the epoch o
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,8 +42,8 @@ from typing import Any
 
 import timm
 import torch
-from safetensors.torch import load_file, save_file
 from timm.data import create_transform, resolve_model_data_config
+from timm.models import save_for_hf
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -54,6 +53,8 @@ from trainables.api import Reporter
 from trainables.hparams import HParams, parse_hparams
 from trainables.image import cache as image_cache
 from trainables.image import files as images
+from trainables.image.predict import load_saved_model as load_saved_model
+from trainables.image.predict import predict as predict  # the saved model on new data
 from trainables.image.weights import pretrained_body
 from trainables.loop import Job, Runtime, peak_memory, run
 from trainables.splits import HOLDOUT_FRACTION, holdout_positions, subsample_positions
@@ -61,8 +62,6 @@ from trainables.tasks import make_task
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 @dataclass(frozen=True)
@@ -189,12 +188,6 @@ def prepare(config: Config) -> ImageData:
                      eval=built.eval, eval_source=folders.eval_source, cache=built.cache)
 
 
-def transforms_config(model: nn.Module) -> dict[str, Any]:
-    """The model's data config (input size, interpolation, crop, mean/std) as plain values."""
-    return {key: list(value) if isinstance(value, tuple) else value
-            for key, value in resolve_model_data_config(model).items()}
-
-
 def loader_workers(cpu: float, device: torch.device) -> int:
     """DataLoader worker processes of a streaming trial with ``cpu`` CPUs: ``int(cpu) - 1`` on
     CUDA; none on CPU, where the trial's ``int(cpu)`` torch threads already use every core (on
@@ -241,25 +234,16 @@ class Streaming:
 
 
 def save_model(prepared: ImageData, model_state: dict[str, Any], folder: Path) -> None:
-    """``model.safetensors`` and ``config.json`` (timm model name, classes, the transforms'
-    data config) in ``folder``; :func:`load_saved_model` reads them back.
+    """timm's own model folder (``save_for_hf``: ``model.safetensors`` and ``config.json`` with
+    the architecture, the class names as ``label_names`` and the data config), which plain timm
+    loads: ``timm.create_model("local-dir:FOLDER", pretrained=True)``.
 
     The files are written in place: give a fresh folder and rename it when this returns, as
     ``autoft train`` does (``.NAME.partial``), so that no reader sees half a model."""
     model = create_model(prepared.model, len(prepared.classes))
     model.load_state_dict(model_state)
-    save_file(model.state_dict(), folder / WEIGHTS_FILE)
-    (folder / CONFIG_FILE).write_text(json.dumps(
-        {"model": prepared.model, "classes": prepared.classes,
-         "data_config": transforms_config(model)}, indent=2), encoding="utf-8")
-
-
-def load_saved_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The model :func:`save_model` wrote (in eval mode) and its json config."""
-    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    model = create_model(config["model"], len(config["classes"]))
-    model.load_state_dict(load_file(folder / WEIGHTS_FILE))
-    return model.eval(), config
+    save_for_hf(model, str(folder), model_config={"label_names": prepared.classes},
+                safe_serialization=True)
 
 
 def infer_task(data: DataConfig) -> tuple[str, str]:

@@ -49,16 +49,18 @@ class TaggedSentences:
                                [self.lines[i] for i in indices])
 
 
-def read_sentences(data: DataConfig, path: Path, key: str) -> TaggedSentences:
-    """The tagged sentences of one split (``key``: ``data.train`` or ``data.eval``)."""
+def read_sentences(data: DataConfig, path: Path, key: str,
+                   labelled: bool = True) -> TaggedSentences:
+    """The tagged sentences of one split (``key``: ``data.train`` or ``data.eval``); not
+    ``labelled`` (sentences to tag): the words alone, each sentence's tags empty."""
     if not path.is_file():
         raise InputError(f"{path}: {key}: expected a CoNLL or JSONL file")
     fmt = data.resolved_format
     try:
         if fmt == "jsonl":
-            sentences = _read_jsonl(path, key, data.text_column, data.label_column)
+            sentences = _read_jsonl(path, key, data.text_column, data.label_column, labelled)
         else:
-            sentences = _read_conll(path, key, data.text_column, data.label_column)
+            sentences = _read_conll(path, key, data.text_column, data.label_column, labelled)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: {key}: not UTF-8 text ({exc.reason} at byte {exc.start})"
                          ) from None
@@ -68,7 +70,7 @@ def read_sentences(data: DataConfig, path: Path, key: str) -> TaggedSentences:
 
 
 def _read_conll(path: Path, key: str, text_column: Column,
-                label_column: Column | list[Column]) -> TaggedSentences:
+                label_column: Column | list[Column], labelled: bool) -> TaggedSentences:
     blocks: list[list[tuple[int, list[str]]]] = [[]]
     with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
@@ -85,7 +87,7 @@ def _read_conll(path: Path, key: str, text_column: Column,
     width = widths.most_common(1)[0][0]
     word = _conll_index(text_column, width, path, "text_column", default=0)
     tag = _conll_index(label_column, width, path, "label_column",
-                       default=1 if width == 2 else width - 1)
+                       default=1 if width == 2 else width - 1) if labelled else None
     words, tags, lines = [], [], []
     for block in blocks:
         for number, fields in block:
@@ -93,7 +95,7 @@ def _read_conll(path: Path, key: str, text_column: Column,
                 raise InputError(f"{path}: {key}: line {number}: {len(fields)} field(s) where "
                                  f"{width} are expected (a token line is 'WORD ... TAG')")
         words.append([fields[word] for _, fields in block])
-        tags.append([fields[tag] for _, fields in block])
+        tags.append([] if tag is None else [fields[tag] for _, fields in block])
         lines.append(block[0][0])
     return TaggedSentences(words, tags, lines)
 
@@ -111,9 +113,9 @@ def _conll_index(column: Column | list[Column], width: int, path: Path, name: st
 
 
 def _read_jsonl(path: Path, key: str, text_column: Column,
-                label_column: Column | list[Column]) -> TaggedSentences:
+                label_column: Column | list[Column], labelled: bool) -> TaggedSentences:
     names = (text_column if isinstance(text_column, str) else JSONL_KEYS[0],
-             label_column if isinstance(label_column, str) else JSONL_KEYS[1])
+             label_column if isinstance(label_column, str) else JSONL_KEYS[1])[:1 + labelled]
     words, tags, lines = [], [], []
     for number, record, problem in tables.json_lines(path, key):
         if problem is not None:
@@ -122,13 +124,13 @@ def _read_jsonl(path: Path, key: str, text_column: Column,
         if not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
                    for v in lists):
             raise InputError(f"{path}: {key}: line {number}: expected an object with lists "
-                             f"of strings under {names[0]!r} and {names[1]!r}")
-        if len(lists[0]) != len(lists[1]):
+                             f"of strings under {' and '.join(map(repr, names))}")
+        if labelled and len(lists[0]) != len(lists[1]):
             raise InputError(f"{path}: {key}: line {number}: {len(lists[0])} tokens but "
                              f"{len(lists[1])} tags")
         if lists[0]:
             words.append(lists[0])
-            tags.append(lists[1])
+            tags.append(lists[1] if labelled else [])
             lines.append(number)
     return TaggedSentences(words, tags, lines)
 

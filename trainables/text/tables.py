@@ -57,7 +57,7 @@ class LabelledTexts:
     lines: list[int] | None = None
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.texts)
 
     def line(self, index: int) -> int:
         """The line (or row) of row ``index``."""
@@ -89,20 +89,22 @@ def split_key(data: DataConfig, path: Path) -> str:
     return "data.eval" if data.eval is not None and Path(path) == data.eval else "data"
 
 
-def read_split(data: DataConfig, path: Path,
-               key: str | None = None) -> tuple[LabelledTexts, list[str] | None]:
+def read_split(data: DataConfig, path: Path, key: str | None = None,
+               labelled: bool = True) -> tuple[LabelledTexts, list[str] | None]:
     """Read one file/folder of ``data``'s format as the split ``key`` (``data.train`` or
     ``data.eval``; default: the one ``path`` is); also the label order a ``datasets``
-    ClassLabel feature declares (else None). Malformed lines are skipped with one warning."""
+    ClassLabel feature declares (else None). Malformed lines are skipped with one warning.
+    Not ``labelled`` (data to predict): the label columns are not read, and no labels come
+    back."""
     key = key or split_key(data, path)
     if not path.exists():
         raise InputError(f"{path}: {key}: data file not found")
     fmt = data.resolved_format
     label_columns = data.label_column if isinstance(data.label_column, list) else None
     columns: dict[str, Column] = {"text_column": data.text_column}
-    if label_columns is None:
+    if labelled and label_columns is None:
         columns["label_column"] = data.label_column  # type: ignore[assignment]
-    else:
+    elif labelled:
         columns.update({f"label_column[{i}]": c for i, c in enumerate(label_columns)})
     if data.text_pair_column is not None:
         columns["text_pair_column"] = data.text_pair_column
@@ -122,12 +124,12 @@ def read_split(data: DataConfig, path: Path,
         raise InputError(_no_rows(path, key, table))
     picked = {name: _column(table.frame, column, name, path, fmt)
               for name, column in columns.items()}
-    if label_columns is not None:
+    if label_columns is not None and labelled:
         declared_names = [str(picked[f"label_column[{i}]"].name)
                           for i in range(len(label_columns))]
         picked["label_column"] = _joined_flags(
             [picked[f"label_column[{i}]"] for i in range(len(label_columns))], path, table.unit)
-    labels = picked["label_column"].astype(str).tolist()
+    labels = picked["label_column"].astype(str).tolist() if labelled else []
     if "" in labels:
         where = table.frame.index[labels.index("")]
         raise InputError(f"{path}: data.label_column: {table.unit} {where}: empty label")

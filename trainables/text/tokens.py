@@ -19,14 +19,44 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from autoft.core.errors import InputError
 from trainables.tasks import IGNORE
 
 #: Examples per sorted chunk of :func:`length_grouped_batches`, in batches (Hugging Face: 50).
 MEGABATCH_BATCHES = 50
+#: Evaluation (and prediction) batch size (no gradients: larger batches are cheaper per example).
+EVAL_BATCH_SIZE = 64
+#: Truncation when neither tokenizer nor model config states a maximum.
+FALLBACK_MAX_LENGTH = 512
+
+
+def load_tokenizer(model: str | Path):
+    """The model's config and fast tokenizer (``model``: a Hugging Face folder or hub id)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        model_config = AutoConfig.from_pretrained(model, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"model: {model} is not a Hugging Face model folder or reachable hub "
+                         f"id: {reason}") from None
+    if not tokenizer.is_fast:
+        raise InputError(f"model: {model}: its tokenizer has no fast (tokenizers) version")
+    return model_config, tokenizer
+
+
+def max_input_length(model_config, tokenizer) -> int:
+    """The longest input the model takes: the tokenizer's limit, else its position count."""
+    limits = [n for n in (tokenizer.model_max_length,
+                          getattr(model_config, "max_position_embeddings", None))
+              if isinstance(n, int) and 0 < n < 1_000_000]
+    return min(limits, default=FALLBACK_MAX_LENGTH)
 
 
 @dataclass(frozen=True)

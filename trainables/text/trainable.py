@@ -36,13 +36,10 @@ from trainables.loop import Job, Runtime, peak_memory, run
 from trainables.splits import HOLDOUT_FRACTION, R, split_holdout, subsample
 from trainables.tasks import make_task
 from trainables.text import sequences, tables, tokens
+from trainables.text.predict import predict as predict  # the saved model on new data
 
 logger = logging.getLogger(__name__)
 
-#: Evaluation batch size (no gradients: larger batches are cheaper per example).
-EVAL_BATCH_SIZE = 64
-#: Truncation in ``prepare`` when neither tokenizer nor model config states a maximum.
-FALLBACK_MAX_LENGTH = 512
 
 
 @dataclass(frozen=True)
@@ -61,34 +58,11 @@ class TextData:
     model_max_length: int
 
 
-def _load_tokenizer(model: str):
-    from transformers import AutoConfig, AutoTokenizer
-
-    try:
-        model_config = AutoConfig.from_pretrained(model, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=False)
-    except (OSError, ValueError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"model: {model} is not a Hugging Face model folder or reachable hub "
-                         f"id: {reason}") from None
-    if not tokenizer.is_fast:
-        raise InputError(f"model: {model}: its tokenizer has no fast (tokenizers) version")
-    return model_config, tokenizer
-
-
-def _max_length(model_config, tokenizer) -> int:
-    """The longest input the model takes: the tokenizer's limit, else its position count."""
-    limits = [n for n in (tokenizer.model_max_length,
-                          getattr(model_config, "max_position_embeddings", None))
-              if isinstance(n, int) and 0 < n < 1_000_000]
-    return min(limits, default=FALLBACK_MAX_LENGTH)
-
-
 def prepare(config: Config) -> TextData:
     """Read, check and tokenise the train and eval data once per search."""
     model, data = _inputs(config)
-    model_config, tokenizer = _load_tokenizer(model)
-    limit = _max_length(model_config, tokenizer)
+    model_config, tokenizer = tokens.load_tokenizer(model)
+    limit = tokens.max_input_length(model_config, tokenizer)
     read = read_data(config)
     return TextData(model=model, task=read.task, label_names=read.names,
                     pad_id=tokenizer.pad_token_id or 0,
@@ -106,7 +80,7 @@ def _inputs(config: Config) -> tuple[str, DataConfig]:
 
 def check_model(config: Config) -> None:
     """Refuse a model that ``prepare`` would refuse (its config and tokenizer must load)."""
-    _load_tokenizer(_inputs(config)[0])
+    tokens.load_tokenizer(_inputs(config)[0])
 
 
 def check_data(config: Config) -> None:
@@ -294,6 +268,18 @@ def save_model(prepared: TextData, model_state: dict[str, Any], folder: Path) ->
     AutoTokenizer.from_pretrained(prepared.model, trust_remote_code=False).save_pretrained(folder)
 
 
+def _start_at(model, bias: np.ndarray) -> None:
+    """Set the output layer's bias (the last linear layer: the head's) to ``bias``."""
+    import torch
+
+    output = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    if output.bias is None or output.bias.shape != (len(bias),):
+        raise RuntimeError(f"the model's last linear layer ({output}) is not a head of "
+                           f"{len(bias)} outputs with a bias")
+    with torch.no_grad():
+        output.bias.copy_(torch.from_numpy(bias))
+
+
 def make_job(prepared: TextData, hp: HParams) -> Callable[[Runtime], Job]:
     """The loop's :class:`~trainables.loop.Job` for ``prepared`` under ``hp`` (built once the
     seed is set)."""
@@ -310,10 +296,15 @@ def make_job(prepared: TextData, hp: HParams) -> Callable[[Runtime], Job]:
         for indices in tokens.length_grouped_batches(train.lengths, hp.batch_size, rng):
             yield tokens.collate(train, indices, prepared.pad_id)
 
+    prior = task.prior(train.labels)
+
     def build(runtime: Runtime) -> Job:
-        return Job(model=load_model(prepared), train_batches=train_batches,
+        model = load_model(prepared)
+        if prior is not None:
+            _start_at(model, prior)
+        return Job(model=model, train_batches=train_batches,
                    steps_per_epoch=-(-len(train) // hp.batch_size),
-                   eval_batches=lambda: tokens.sorted_batches(evaluation, EVAL_BATCH_SIZE,
+                   eval_batches=lambda: tokens.sorted_batches(evaluation, tokens.EVAL_BATCH_SIZE,
                                                               prepared.pad_id),
                    forward=lambda model, inputs: model(**inputs).logits, task=task)
 
