@@ -245,6 +245,8 @@ def test_a_real_ray_tune_search_is_tracked_in_the_design_layout(
         assert (run.data.tags["autoft.status"], run.info.status) == (status, run_status), x
         for key in ("train_loss", "eval_accuracy", "lr"):
             assert metric_steps(store, run, key) == steps, (x, key)
+        assert run.data.metrics["trial_seconds"] > 0, x  # what it cost, failed ones too
+        assert run.data.metrics["gpu_seconds"] == 0, x  # no GPU held
     assert by_x["3"].data.tags["autoft.error"] == "ValueError: boom in epoch 1"
 
 

@@ -89,6 +89,17 @@ def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
     return flatten_params(sampled if context is None else {**sampled, "seed": context.seed})
 
 
+def trial_cost(trial: Trial) -> dict[str, float]:
+    """What a trial cost, for weighing its score against: ``trial_seconds`` (Ray's wall clock
+    of the trial, restarts included) and ``gpu_seconds`` (those seconds times the GPUs it
+    held; 0 on CPUs). Empty before its first result."""
+    seconds = (trial.last_result or {}).get("time_total_s")
+    if not _is_number(seconds):
+        return {}
+    gpus = float(trial.placement_group_factory.required_resources.get("GPU", 0))
+    return {"trial_seconds": float(seconds), "gpu_seconds": float(seconds) * gpus}
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -177,6 +188,7 @@ class MlflowTrackingCallback(Callback):
         expected = trial.config.get("num_epochs", self.num_epochs)
         status = trial_status(failed=False, ended=True, epochs=0 if last is None else last + 1,
                               num_epochs=None if expected is None else int(expected))
+        writer.log_metrics(trial.trial_id, trial_cost(trial), 0 if last is None else last)
         writer.set_tags(trial.trial_id, {STATUS_TAG: status})
         writer.set_terminated(trial.trial_id, "FINISHED")
 
@@ -184,6 +196,8 @@ class MlflowTrackingCallback(Callback):
                        **info: Any) -> None:
         """Failed (FAILED), with the exception in ``autoft.error`` and Ray's error file."""
         writer = self._trial_run(trial)
+        last = writer.last_step(trial.trial_id)
+        writer.log_metrics(trial.trial_id, trial_cost(trial), 0 if last is None else last)
         writer.set_tags(trial.trial_id, {STATUS_TAG: "failed", ERROR_TAG: trial_error(trial)})
         if trial.error_file is not None and Path(trial.error_file).is_file():
             writer.log_artifacts(trial.trial_id, [trial.error_file])
