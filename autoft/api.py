@@ -33,6 +33,7 @@ from autoft.core.space import SearchSpace
 from autoft.tracking.store import check_store
 from autoft.tracking.writer import MlflowWriter
 from autoft.tuning.algorithms import describe_strategy
+from autoft.tuning.best_model import export_model as copy_kept_model
 from autoft.tuning.driver import SearchInterrupted, SearchResult, plan_search, run_search
 from autoft.tuning.experiment import check_new_experiment, resumable_config
 from autoft.tuning.export import Format, export_best
@@ -51,8 +52,8 @@ from trainables.registry import check_config, check_inputs, resolve_task, unchec
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
 
 __all__ = ["ConfigLike", "PredictResult", "SearchInterrupted", "SearchResult", "Suggested",
-           "SyncResult", "TrainResult", "Validation", "as_config", "export", "predict", "resume",
-           "search", "suggest", "sync", "train", "validate"]
+           "SyncResult", "TrainResult", "Validation", "as_config", "export", "export_model",
+           "predict", "resume", "search", "suggest", "sync", "train", "validate"]
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,15 @@ def export(experiment_dir: str | os.PathLike[str], fmt: Format = "yaml",
            output: str | os.PathLike[str] | None = None) -> Path:
     """Write the search's best trial as a config that :func:`train` runs; returns its path."""
     return export_best(Path(experiment_dir), fmt, Path(output) if output else None)
+
+
+def export_model(experiment_dir: str | os.PathLike[str],
+                 output: str | os.PathLike[str] | None = None) -> Path:
+    """Copy the model a search kept (``search.keep_best_model``) to ``output`` (default:
+    ``storage/<name>-model`` beside the experiment folder, where ``train`` saves); its path."""
+    folder = Path(experiment_dir)
+    return copy_kept_model(folder, Path(output) if output else
+                           folder.with_name(f"{folder.name}-model"))
 
 
 def train(config: ConfigLike, output_dir: str | os.PathLike[str] | None = None,

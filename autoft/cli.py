@@ -142,7 +142,10 @@ def _summarise(outcome: api.SearchResult) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    print(api.export(args.experiment_dir, args.format, args.output))
+    if args.model:
+        print(api.export_model(args.experiment_dir, args.output))
+    else:
+        print(api.export(args.experiment_dir, args.format, args.output))
     return EXIT_OK
 
 
@@ -245,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write the best trial as a train config")
     export.add_argument("experiment_dir")
     export.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    export.add_argument("--model", action="store_true",
+                        help="write the model the search kept (search.keep_best_model) instead "
+                        "(default folder: EXPERIMENT_DIR-model)")
     export.add_argument("-o", "--output", help="output file (default: in the experiment folder)")
     export.set_defaults(func=cmd_export)
 

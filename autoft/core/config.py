@@ -107,6 +107,9 @@ class SearchSettings(_Section):
     #: A trial's score: the epoch it scored best at (``best``; export trains that many epochs of
     #: the same schedule) or its last epoch (``last``).
     select: Select = "best"
+    #: Keep the exported trial's weights at its scored epoch as a model folder beside the
+    #: experiment (``best_model``; ``autoft export --model`` writes it out): no retrain needed.
+    keep_best_model: bool = False
     max_failures: int = Field(default=1, ge=0)
     grace_period: int = Field(default=1, gt=0)
     popsize: int | None = Field(default=None, gt=1)

@@ -58,10 +58,13 @@ def default_metric(task: str) -> str:
 def scored_epoch(scores: Sequence[float | None], metric: str,
                  select: Select = "best") -> int | None:
     """The 0-based epoch whose score is the trial's: the best finite one by ``metric``'s
-    direction (the earliest among equals), or the last finite one; None when none is finite.
+    direction (the latest among equals: the one whose checkpoint Ray keeps), or the last finite
+    one; None when none is finite.
 
     >>> scored_epoch([1.2, 0.9, 1.0], "rmse")
     1
+    >>> scored_epoch([0.5, 0.8, 0.8], "mcc")
+    2
     >>> scored_epoch([0.5, 0.8, 0.7], "mcc", "last")
     2
     >>> scored_epoch([float("nan")], "mcc") is None
@@ -73,4 +76,4 @@ def scored_epoch(scores: Sequence[float | None], metric: str,
         return None
     if select == "last":
         return finite[-1][0]
-    return max(finite, key=lambda item: (goodness(metric, item[1]), -item[0]))[0]
+    return max(finite, key=lambda item: (goodness(metric, item[1]), item[0]))[0]

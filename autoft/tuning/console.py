@@ -75,7 +75,7 @@ class ConsoleCallback(Callback):
         score = result.get(self.metric)
         best = self._best().get(trial.trial_id)
         if isinstance(score, int | float) and math.isfinite(score) and (
-                best is None or goodness(self.metric, score) > goodness(self.metric, best[1])):
+                best is None or goodness(self.metric, score) >= goodness(self.metric, best[1])):
             self._best()[trial.trial_id] = (epoch, float(score))
         self._say(trial, f"epoch {epoch}: {describe_hparams(shown)}")
 

@@ -36,6 +36,7 @@ from autoft.tuning.algorithms import (
     make_search_alg,
     pbt_param_space,
 )
+from autoft.tuning.best_model import keep_best_model
 from autoft.tuning.confirm import (
     Confirmed,
     Retrain,
@@ -241,13 +242,23 @@ def _tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallback,
             name=config.name,
             storage_path=str(config.storage),
             failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
-            # PBT restores one trial from another's checkpoint while that one trains on: keep all.
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=None if config.search.scheduler == "pbt" else 1),
+            checkpoint_config=_checkpoints(config),
             callbacks=_callbacks(config, plan.space, tracking),
             verbose=2 if verbose else 0,
         ),
     )
+
+
+def _checkpoints(config: Config) -> tune.CheckpointConfig:
+    """Each trial's latest checkpoint (to resume from), with ``search.keep_best_model`` also its
+    best-scoring one; every one under PBT, which restores one trial from another's checkpoint
+    while that one trains on."""
+    if config.search.scheduler == "pbt":
+        return tune.CheckpointConfig(num_to_keep=None)
+    if config.search.keep_best_model and config.search.select == "best":
+        return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=config.metric_key,
+                                     checkpoint_score_order=config.metric_mode)
+    return tune.CheckpointConfig(num_to_keep=1)
 
 
 def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -> SearchResult:
@@ -296,7 +307,7 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
         except KeyboardInterrupt:
             tracking.finish("KILLED", timeout=10)
             raise SearchInterrupted(experiment_dir) from None
-    return finish_search(config, plan.space, tracking, trials)
+    return finish_search(config, plan.space, tracking, trials, prepared)
 
 
 def _packed(plan: SearchPlan, prepared: Any) -> SearchPlan:
@@ -350,8 +361,9 @@ def selection_text(metric: str, trials: list[TrialRecord],
 
 
 def finish_search(config: Config, space: SearchSpace, tracking: MlflowTrackingCallback,
-                  trials: list[TrialRecord]) -> SearchResult:
-    """Write best config, trials.csv and plots, and log them to the parent run."""
+                  trials: list[TrialRecord], prepared: Any = None) -> SearchResult:
+    """Write best config, trials.csv and plots, and log them to the parent run; with
+    ``search.keep_best_model``, keep the best trial's model (from ``prepared`` data)."""
     experiment_dir = config.experiment_dir
     metric = config.metric_key
     best, confirmations = chosen(config, trials)
@@ -369,9 +381,14 @@ def finish_search(config: Config, space: SearchSpace, tracking: MlflowTrackingCa
             tracking.log_best_epoch(trial.trial_id, metric, peak, trial.history[peak])
     artifacts.append(trials_csv)
     if best is not None:
-        best_path = write_text_atomic(experiment_dir / BEST_CONFIG,
-                                      dump_config(best_config(config, best)))
+        exported = best_config(config, best)
+        best_path = write_text_atomic(experiment_dir / BEST_CONFIG, dump_config(exported))
         artifacts.append(best_path)
+        if config.search.keep_best_model and prepared is not None:
+            kept = keep_best_model(config, prepared, best, exported)
+            if kept is not None:
+                print(f"best model ({best.name} at epoch {best.scored_epoch}): {kept}",
+                      flush=True)
         tracking.log_parent_metric(f"best_{metric}", best.score)
     if confirmations:
         tracking.log_parent_metric(f"best_{metric}_mean", confirmations[0].mean)

@@ -29,6 +29,7 @@ import logging
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,16 +84,17 @@ class TrainReporter:
         self.state = state
 
 
-def _save(trainable: Any, prepared: Any, state: dict[str, Any], config: Config,
-          model_dir: Path) -> None:
-    """Save the model and ``config`` into a fresh sibling folder, then swap it in: an old
-    model is replaced only by a complete new one, and two trainings never share a
-    half-written folder."""
+def save_model_folder(trainable: Any, prepared: Any, model_state: dict[str, Any],
+                      made_by: Mapping[str, Any], model_dir: Path) -> Path:
+    """Save the model (the trainable's ``save_model``) and the config that made it
+    (:data:`MODEL_CONFIG`) into a fresh sibling folder, then swap it in: an old model is
+    replaced only by a complete new one, and two trainings never share a half-written
+    folder."""
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}."))
     try:
-        trainable.save_model(prepared, state["model"], partial)
-        (partial / MODEL_CONFIG).write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False),
+        trainable.save_model(prepared, model_state, partial)
+        (partial / MODEL_CONFIG).write_text(yaml.safe_dump(dict(made_by), sort_keys=False),
                                             encoding="utf-8")
         if model_dir.exists():
             old = model_dir.with_name(f"{partial.name}.old")
@@ -103,6 +105,7 @@ def _save(trainable: Any, prepared: Any, state: dict[str, Any], config: Config,
             partial.rename(model_dir)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+    return model_dir
 
 
 def train(config: Config, output_dir: Path | None = None) -> TrainResult:
@@ -130,7 +133,8 @@ def train(config: Config, output_dir: Path | None = None) -> TrainResult:
     try:
         metrics = trainable.fit(config, prepared, hparams, reporter)
         if model_dir is not None and reporter.state is not None:
-            _save(trainable, prepared, reporter.state, config, model_dir)
+            save_model_folder(trainable, prepared, reporter.state["model"],
+                              config.to_yaml_dict(), model_dir)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
