@@ -45,6 +45,7 @@ from autoft.tuning.suggest import suggest as suggest_for
 from autoft.tuning.train import TrainResult
 from autoft.tuning.train import train as train_config
 from trainables import load_trainable
+from trainables.backbones import prepare_models
 from trainables.profile.locate import infer_columns, locate
 from trainables.profile.probe import Profile, measure
 from trainables.registry import check_config, check_inputs, resolve_task, unchecked_hparams
@@ -116,11 +117,12 @@ def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any
         space = plan_search(loaded).space
         check_new_experiment(loaded)
         strategy = describe_strategy(loaded, space)
-    prepare = functools.cache(lambda: load_trainable(loaded.trainable).prepare(loaded))
+    prepare = functools.cache(
+        lambda: prepare_models(load_trainable(loaded.trainable), loaded, space))
     if prepare_data:
         prepare()
     else:
-        check_inputs(loaded)
+        check_inputs(loaded, space)
     gpus = (describe_auto(loaded, space, prepare)
             if space is not None and loaded.resources.gpu == "auto" else None)
     unchecked = unchecked_hparams(loaded, space.names if space is not None else ())

@@ -33,7 +33,7 @@ def make_callback(store: str, experiment: str, state_dir: Path) -> MlflowTrackin
 
 def stand_in_trial(trial_id: str, error_file: Path | None = None, **config: Any) -> Any:
     """The few attributes of a Ray ``Trial`` the callback reads (pure unit tests only)."""
-    return SimpleNamespace(trial_id=trial_id, config=config,
+    return SimpleNamespace(trial_id=trial_id, config=config, last_result={},
                            error_file=None if error_file is None else str(error_file))
 
 

@@ -65,13 +65,16 @@ def test_packing_sets_the_fraction_and_how_many_run_at_once(tmp_path: Path) -> N
         seen.append((prepared, hparams["batch_size"]))
         return 20 * GIB, 140 * GIB
 
-    layout = packing(config(tmp_path), load_space(SPACE), "prepared", 2, measure)
+    cfg = config(tmp_path)
+    layout = packing(cfg, load_space(SPACE), {cfg.model: "prepared"}, 2, measure)
     assert seen == [("prepared", 64)]
     assert (layout.per_gpu, layout.fraction, layout.max_concurrent) == (5, 0.2, 10)
     assert "5 trial(s) per GPU (gpu 0.2) on 2 GPU(s), 10 at once" in layout.describe()
-    three = packing(config(tmp_path), load_space(SPACE), None, 1, lambda *a: (40 * GIB, 140 * GIB))
+    three = packing(cfg, load_space(SPACE), {cfg.model: None}, 1,
+                    lambda *a: (40 * GIB, 140 * GIB))
     assert three.per_gpu == 2 and three.fraction == 0.5
-    explicit = packing(config(tmp_path, max_concurrent=3), load_space(SPACE), None, 2, measure)
+    explicit = packing(config(tmp_path, max_concurrent=3), load_space(SPACE), {cfg.model: None},
+                       2, measure)
     assert explicit.max_concurrent == 3  # the config's own limit stays
 
 
@@ -79,7 +82,7 @@ def test_a_script_trainable_gets_one_gpu_per_trial_unmeasured(tmp_path: Path) ->
     def measure(*args):
         raise AssertionError("a script trainable is not measured")
 
-    layout = packing(config(tmp_path, "script"), load_space(SPACE), None, 4, measure)
+    layout = packing(config(tmp_path, "script"), load_space(SPACE), {}, 4, measure)
     assert (layout.per_gpu, layout.fraction, layout.max_concurrent) == (1, 1.0, 4)
 
 
@@ -87,7 +90,7 @@ def test_the_search_runs_with_numbers(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     assert cfg.resources.gpu == "auto"
     assert packed(cfg, None).resources.gpu == 0
-    layout = packing(cfg, load_space(SPACE), None, 1, lambda *a: (1 * GIB, 140 * GIB))
+    layout = packing(cfg, load_space(SPACE), {cfg.model: None}, 1, lambda *a: (1 * GIB, 140 * GIB))
     done = packed(cfg, layout)
     assert (done.resources.gpu, done.search.max_concurrent) == (0.125, 8)
     numeric = cfg.model_copy(update={"resources": cfg.resources.model_copy(update={"gpu": 1})})

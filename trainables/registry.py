@@ -1,8 +1,9 @@
 """The registry of trainables: the built-in ones by name, and user functions by import path.
 
 Modules are imported only when asked for, so a trainable's heavy libraries load only where it
-runs. :data:`BUILTIN` is the one list of built-in trainables; the config, the hyperparameter
-checks and the CLI ask it rather than naming ``text`` and ``image`` themselves.
+runs. :data:`trainables.builtins.BUILTIN` is the one list of built-in trainables; the config,
+the hyperparameter checks and the CLI ask it rather than naming ``text`` and ``image``
+themselves.
 """
 
 from __future__ import annotations
@@ -18,37 +19,16 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from autoft.core.config import Config
 from autoft.core.errors import InputError, validation_message
-from autoft.core.metrics import TASK_METRICS
 from autoft.core.space import SearchSpace
 from trainables.api import Reporter, Trainable, TrialFailed
+from trainables.backbones import MODEL, model_choices, with_model
+from trainables.builtins import BUILTIN
 from trainables.hparams import (
     DRIVER_HPARAMS,
     check_driver_hparams,
     check_hparam_names,
     parse_hparams,
 )
-
-
-@dataclass(frozen=True)
-class Builtin:
-    """A built-in trainable: its module and what it needs of a config."""
-
-    module: str
-    #: Reads ``data`` with a ``model`` and takes the hyperparameters of :mod:`trainables.hparams`.
-    fine_tunes: bool
-    #: The tasks it learns (``task:``); empty: it has none (a script scores itself).
-    tasks: tuple[str, ...] = ()
-    #: The MLflow flavor that logs the model folders it saves (None: it saves none).
-    mlflow_flavor: str | None = None
-
-
-BUILTIN: dict[str, Builtin] = {
-    "text": Builtin("trainables.text.trainable", fine_tunes=True, tasks=tuple(TASK_METRICS),
-                    mlflow_flavor="transformers"),
-    "image": Builtin("trainables.image.trainable", fine_tunes=True, tasks=("classification",),
-                     mlflow_flavor="pytorch"),
-    "script": Builtin("trainables.script", fine_tunes=False),
-}
 
 UserFunction = Callable[[Any, Reporter], "dict[str, float] | None"]
 
@@ -183,25 +163,29 @@ def check_config(config: Config, space: SearchSpace | None = None) -> None:
         for key in ("data", "model"):
             if not getattr(config, key):
                 raise InputError(f"{where}: {key}: required for trainable {config.trainable!r}")
-        check_hparam_names(searched, space.source if space is not None else f"{where}: space")
+        model_choices(config, space)  # a searched model is a categorical of models
+        check_hparam_names([name for name in searched if name != MODEL],
+                           space.source if space is not None else f"{where}: space")
         parse_hparams(config.fixed, config.trainable, f"{where}: fixed")
         for name, values in (space.extremes if space is not None else {}).items():
-            for value in values:  # "space.yaml: batch_size: Input should be ... (got -4)"
+            for value in values if name != MODEL else ():  # "space.yaml: batch_size: ... -4"
                 parse_hparams({name: value}, config.trainable, space.source)  # type: ignore[union-attr]
     elif config.script is None:
         raise InputError(f"{where}: script: required for trainable {config.trainable!r}")
 
 
-def check_inputs(config: Config) -> None:
+def check_inputs(config: Config, space: SearchSpace | None = None) -> None:
     """Refuse a model or data that a built-in fine-tune's ``prepare`` would refuse, without
-    preparing them (no tokenising, no decoding): the model loads its config and tokenizer (text)
-    or is a timm name with its weights (image), the data files parse with their columns and
-    labels. ``validate`` runs this; a search finds the same in ``prepare``."""
+    preparing them (no tokenising, no decoding): each model (the config's, or each choice of a
+    searched ``model``) loads its config and tokenizer (text) or is a timm name with its weights
+    (image), the data files parse with their columns and labels. ``validate`` runs this; a
+    search finds the same in ``prepare``."""
     builtin = BUILTIN.get(config.trainable)
     if builtin is None or not builtin.fine_tunes:
         return
     module = _import(builtin.module, config.trainable)
-    module.check_model(config)
+    for model in model_choices(config, space):
+        module.check_model(with_model(config, model))
     module.check_data(config)
 
 

@@ -177,6 +177,9 @@ class Config(_Section):
     trainable: str = "text"
     model: str | None = None
     pretrained_file: Path | None = None
+    #: The weights of the other models a space's ``model`` choice may take, by model
+    #: (:mod:`trainables.backbones`).
+    pretrained_files: dict[str, Path] = Field(default_factory=dict)
     #: ``image``: false trains the timm model from random weights, said out loud (there is no
     #: model hub here: pretrained weights come from ``pretrained_file``).
     pretrained: bool = True
@@ -320,6 +323,10 @@ def config_from_mapping(raw: Any, base: Path, source: str = "config") -> Config:
                                        or (base / value).exists()):
             raw[key] = str(_resolve(base, value, f"{source}: {key}"))
     raw = _resolve_keys(raw, ("pretrained_file", "storage", "space"), base, f"{source}: ")
+    if isinstance(raw.get("pretrained_files"), dict):
+        raw["pretrained_files"] = _resolve_keys(raw["pretrained_files"],
+                                                tuple(raw["pretrained_files"]), base,
+                                                f"{source}: pretrained_files.")
     for section, keys in (("data", ("train", "eval", "label_names")),
                           ("script", ("path", "output_dir"))):
         if isinstance(raw.get(section), dict):

@@ -26,6 +26,7 @@ from autoft.tuning.results import TrialRecord
 from autoft.tuning.train import save_model_folder
 from autoft.tuning.trial import STATE_FILE
 from trainables import load_trainable
+from trainables.backbones import split_model
 
 #: The folder of the kept model, in the experiment folder.
 BEST_MODEL = "best_model"
@@ -48,16 +49,18 @@ def checkpoint_of(experiment_dir: Path, trial: TrialRecord) -> Path:
     return folder / name
 
 
-def keep_best_model(config: Config, prepared: Any, trial: TrialRecord,
+def keep_best_model(config: Config, prepared: Mapping[str, Any], trial: TrialRecord,
                     exported: Mapping[str, Any]) -> Path | None:
     """Save ``trial``'s weights at its scored epoch, with the ``exported`` config, as
-    ``EXPERIMENT_DIR/best_model``; None for a trainable that saves no model."""
+    ``EXPERIMENT_DIR/best_model`` (``prepared``: the search's data, by model); None for a
+    trainable that saves no model."""
+    choice, _, _ = split_model(config, trial.hparams)
     trainable = load_trainable(config.trainable)
     if not callable(getattr(trainable, "save_model", None)):
         return None
     state = torch.load(checkpoint_of(config.experiment_dir, trial) / STATE_FILE,
                        map_location="cpu", weights_only=True)
-    return save_model_folder(trainable, prepared, state["model"], exported,
+    return save_model_folder(trainable, prepared[choice], state["model"], exported,
                              config.experiment_dir / BEST_MODEL)
 
 

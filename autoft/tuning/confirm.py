@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from autoft.core.trials import error_line
 from autoft.tuning.results import TrialRecord, best_trial
 from autoft.tuning.trial import scored_hparams
 from trainables import TrialContext, load_trainable
+from trainables.backbones import split_model
 
 CONFIRM_FILE = "confirm.json"
 #: Share of a search's trial-epochs that ``confirm: auto`` may spend on retrains.
@@ -105,14 +106,15 @@ class _Collect:
         self.epochs.append({k: float(v) for k, v in metrics.items()})
 
 
-def _retrain(config: Config, prepared: Any, hparams: dict[str, Any],
+def _retrain(config: Config, prepared: Mapping[str, Any], hparams: dict[str, Any],
              context: TrialContext) -> list[dict[str, float]]:
     reporter = _Collect(context)
-    load_trainable(config.trainable).fit(config, prepared, hparams, reporter)
+    choice, config, hparams = split_model(config, hparams)
+    load_trainable(config.trainable).fit(config, prepared[choice], hparams, reporter)
     return reporter.epochs
 
 
-def run_retrains(config: Config, prepared: Any, work: list[tuple[TrialRecord, int]],
+def run_retrains(config: Config, prepared: Mapping[str, Any], work: list[tuple[TrialRecord, int]],
                  on_done: Callable[[Retrain], None]) -> list[Retrain]:
     """Retrain each (trial, seed) of ``work`` on the Ray cluster, ``max_concurrent`` at once;
     ``on_done`` sees each as it ends. Records every one in the experiment folder."""

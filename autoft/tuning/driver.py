@@ -55,6 +55,7 @@ from autoft.tuning.results import TrialRecord, best_trial, load_trials, trials_f
 from autoft.tuning.retries import NoRetryForLastingFailures
 from autoft.tuning.trial import run_trial, trial_name
 from trainables import load_trainable
+from trainables.backbones import prepare_models
 from trainables.registry import check_config
 
 log = logging.getLogger(__name__)
@@ -282,8 +283,7 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
                            already_finished=True)
     else:
         check_new_experiment(config)
-    trainable = load_trainable(config.trainable)
-    prepared = trainable.prepare(config)
+    prepared = prepare_models(load_trainable(config.trainable), config, plan.space)
     # Ctrl-C raises KeyboardInterrupt here instead of Ray's own stop-and-return, so that an
     # interrupted search is never taken for a finished one.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")

@@ -15,6 +15,7 @@ from autoft.tuning.confirm import chosen
 from autoft.tuning.experiment import experiment_config
 from autoft.tuning.results import TrialRecord, load_trials
 from autoft.tuning.trial import scored_hparams, trial_context
+from trainables.backbones import split_model
 
 Format = Literal["yaml", "json"]
 
@@ -26,9 +27,11 @@ def best_config(config: Config, trial: TrialRecord) -> dict[str, Any]:
     """``config`` with the trial's full hyperparameters (seed included) as ``fixed``, stopping
     at the epoch the trial was scored at (:func:`~autoft.tuning.trial.scored_hparams`), and the
     trial as its ``origin``."""
-    exported = config.to_yaml_dict()
     context = trial.context or trial_context(config, 0, trial.hparams)
-    exported["fixed"] = scored_hparams(config, trial.hparams, context, trial.scored_epoch)
+    _, config, hparams = split_model(config, scored_hparams(config, trial.hparams, context,
+                                                            trial.scored_epoch))
+    exported = config.to_yaml_dict()  # the trial's model (a searched one) with its weights
+    exported["fixed"] = hparams
     exported["space"] = None
     exported["origin"] = {"experiment_dir": str(config.experiment_dir), "trial": trial.name,
                           "trial_id": trial.trial_id}

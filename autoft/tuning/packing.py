@@ -16,12 +16,13 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from autoft.core.config import Config
 from autoft.core.space import CategoricalParam, SearchSpace
+from trainables.backbones import with_model
 from trainables.registry import BUILTIN
 
 logger = logging.getLogger(__name__)
@@ -90,16 +91,18 @@ def hungriest(config: Config, space: SearchSpace) -> dict[str, Any]:
 Measure = Callable[[Config, Any, dict[str, Any]], tuple[int, int]]
 
 
-def packing(config: Config, space: SearchSpace, prepared: Any, gpus: int,
+def packing(config: Config, space: SearchSpace, prepared: Mapping[str, Any], gpus: int,
             measure: Measure) -> Packing:
     """The packing for ``gpus`` GPUs; ``measure(config, prepared, hparams)`` returns a trial's
-    peak bytes and the GPU's total bytes (run on a GPU)."""
+    peak bytes and the GPU's total bytes (run on a GPU), for each model of the search
+    (``prepared``, by model: a searched ``model`` packs as its largest choice)."""
     explicit = "max_concurrent" in config.search.model_fields_set
     builtin = BUILTIN.get(config.trainable)
     if builtin is None or not builtin.fine_tunes:
         per_gpu, peak, total = 1, None, None
     else:
-        peak, total = measure(config, prepared, hungriest(config, space))
+        peak, total = max(measure(with_model(config, model), data, hungriest(config, space))
+                          for model, data in prepared.items())
         per_gpu = trials_per_gpu(peak, total)
     at_once = config.search.max_concurrent if explicit else min(config.search.num_samples,
                                                                 per_gpu * gpus)
@@ -117,7 +120,8 @@ def measure_on_gpu(config: Config, prepared: Any, hparams: dict[str, Any]) -> tu
     return peak, torch.cuda.mem_get_info()[1]
 
 
-def describe_auto(config: Config, space: SearchSpace, prepare: Callable[[], Any]) -> str:
+def describe_auto(config: Config, space: SearchSpace,
+                  prepare: Callable[[], Mapping[str, Any]]) -> str:
     """What ``resources.gpu: auto`` will choose, for ``autoft validate``: measured here when this
     machine runs the trials (``prepare`` reads the data), else said when."""
     if config.ray.address is not None:

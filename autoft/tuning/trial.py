@@ -27,6 +27,7 @@ from autoft.core.quiet import one_line_warnings
 from autoft.tuning.retries import fail_if_marked
 from trainables import TrialContext, load_trainable
 from trainables.api import TrialFailed, split_trial_config
+from trainables.backbones import split_model
 from trainables.registry import typed_hparams
 
 STATE_FILE = "state.pt"
@@ -105,13 +106,17 @@ def trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}" if context is None else f"trial_{context.index:04d}"
 
 
-def run_trial(config_of_trial: dict[str, Any], *, config: Config, prepared: Any) -> None:
-    """The Ray Tune function trainable: fine-tune with the sampled hyperparameters."""
+def run_trial(config_of_trial: dict[str, Any], *, config: Config,
+              prepared: Mapping[str, Any]) -> None:
+    """The Ray Tune function trainable: fine-tune with the sampled hyperparameters, on the data
+    prepared for the trial's model (``prepared``, by model: :mod:`trainables.backbones`)."""
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
     one_line_warnings()
     fail_if_marked(config_of_trial)
     sampled, context = split_trial_config(config_of_trial)
     if context is None:
         raise RuntimeError("a trial without its autoft context: started outside autoft's driver")
+    choice, config, sampled = split_model(config, sampled)
     trainable = load_trainable(config.trainable)
-    trainable.fit(config, prepared, trial_hparams(config, sampled, context), TuneReporter(context))
+    trainable.fit(config, prepared[choice], trial_hparams(config, sampled, context),
+                  TuneReporter(context))

@@ -26,6 +26,7 @@ from typing import Any
 
 from autoft.core.config import Config
 from autoft.core.space import SearchSpace
+from trainables.backbones import MODEL
 from trainables.registry import typed_hparams
 
 #: No strategy: the rate stays constant and every layer trains from the start.
@@ -90,7 +91,7 @@ def labelled_warm_start(config: Config,
     labelled: list[tuple[str, dict[str, Any]]] = []
     for name, point in [("baseline", baseline(config.trainable)),
                         *study_points(config.trainable, config.num_epochs)]:
-        kept = within(space, point)
+        kept = within(space, {**point, MODEL: config.model})  # a searched model: the config's
         if kept and kept not in (p for _, p in labelled):
             labelled.append((name, kept))
     return labelled

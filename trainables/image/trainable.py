@@ -148,7 +148,8 @@ def _check_name(config: Config) -> None:
                          f"{examples})")
     if config.pretrained and config.pretrained_file is None:
         raise InputError(f"{where}: pretrained_file: required for a pretrained {config.model} "
-                         "(a local weights file: there is no model hub here); set "
+                         "(a local weights file: there is no model hub here; a model choice of "
+                         "the space takes its file from pretrained_files); set "
                          "`pretrained: false` to train it from random weights")
     if not config.pretrained and config.pretrained_file is not None:
         raise InputError(f"{where}: pretrained: false, but pretrained_file names weights; "
