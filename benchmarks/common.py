@@ -34,6 +34,7 @@ import torch  # noqa: E402  (after HF_HUB_OFFLINE)
 from autoft.core.config import Config, config_from_mapping, read_yaml  # noqa: E402
 from benchmarks.locks import locked  # noqa: E402
 from trainables import TrialContext, load_trainable  # noqa: E402
+from trainables.backbones import split_model, with_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where results go; ``AUTOFT_BENCHMARK_RESULTS`` moves them (the smoke test writes elsewhere).
@@ -68,6 +69,10 @@ TASKS: dict[str, Task] = {
                          "max_length": 64}, {"max_train_samples": 1000}),
     "hymenoptera_effnet": Task("hymenoptera_effnet", "hymenoptera_effnet.yaml", "accuracy",
                                {"learning_rate": 1e-4, "batch_size": 16, "num_epochs": 3}),
+    # The same data, EfficientNet-Lite0/1/2 searched (benchmarks/model_choice.py).
+    "hymenoptera_choice": Task("hymenoptera_choice", "hymenoptera_model_choice.yaml",
+                               "accuracy", {"learning_rate": 1e-4, "batch_size": 16,
+                                            "num_epochs": 3}),
     # Beyond single-label classification (benchmarks/tasks.py): the study's text baseline, on
     # the part of the training data (and the epochs) that 2 CPU cores fine-tune in minutes.
     # Revision 1: their heads start at the label prior (trainables.tasks.Task.prior).
@@ -104,6 +109,16 @@ def task_config(task: Task, *, data: Mapping[str, Any] | None = None, cpu: float
 FIRST_SEED = 100
 
 
+def exported_hparams(config: Config, best: Any) -> dict[str, Any]:
+    """The hyperparameters ``autoft export`` gives a search's best trial (its epoch, its chosen
+    model), less the seed, which each retrain sets."""
+    from autoft.tuning.export import best_config
+
+    exported = best_config(config, best)
+    chosen_model = {"model": best.hparams["model"]} if "model" in best.hparams else {}
+    return {**{k: v for k, v in exported["fixed"].items() if k != "seed"}, **chosen_model}
+
+
 def seeds(n: int) -> list[int]:
     """The ``n`` seeds of every repeated fine-tune (baseline, strategies, tuned config)."""
     return list(range(FIRST_SEED, FIRST_SEED + n))
@@ -130,8 +145,8 @@ class MemoryReporter:
 
 
 @cache
-def _prepared(task_name: str, data_key: str) -> Any:
-    config = task_config(TASKS[task_name], data=json.loads(data_key))
+def _prepared(task_name: str, data_key: str, model: str) -> Any:
+    config = with_model(task_config(TASKS[task_name], data=json.loads(data_key)), model)
     return load_trainable(config.trainable).prepare(config)
 
 
@@ -157,7 +172,8 @@ def load_runs() -> dict[str, dict[str, Any]]:
 
 def fit_cached(task_name: str, hparams: Mapping[str, Any], *,
                data: Mapping[str, Any] | None = None, cpu: int = 2) -> dict[str, Any]:
-    """One fine-tune (``hparams`` include ``seed``), from ``runs.jsonl`` when already done.
+    """One fine-tune (``hparams`` include ``seed``, and ``model`` where a backbone was chosen),
+    from ``runs.jsonl`` when already done.
 
     Returns the record: ``score`` (last epoch's ``eval_<metric>``), ``epochs`` (every reported
     epoch) and ``seconds`` (wall clock of ``fit``, model load included).
@@ -167,11 +183,11 @@ def fit_cached(task_name: str, hparams: Mapping[str, Any], *,
     if done is not None:
         return done
     task = TASKS[task_name]
-    config = task_config(task, data=data, cpu=cpu)
-    prepared = _prepared(task_name, json.dumps(dict(data or {}), sort_keys=True))
+    choice, config, rest = split_model(task_config(task, data=data, cpu=cpu), hparams)
+    prepared = _prepared(task_name, json.dumps(dict(data or {}), sort_keys=True), choice)
     reporter = MemoryReporter()
     start = time.perf_counter()
-    final = load_trainable(config.trainable).fit(config, prepared, dict(hparams), reporter)
+    final = load_trainable(config.trainable).fit(config, prepared, rest, reporter)
     record = {"key": key, "task": task_name, "hparams": dict(hparams), "data": dict(data or {}),
               "score": float(final[f"eval_{task.metric}"]), "epochs": reporter.epochs,
               "seconds": round(time.perf_counter() - start, 1), "torch_threads": cpu,

@@ -32,6 +32,7 @@ from benchmarks.common import (
     DEFAULT_WORKDIR,
     SUMMARY_FILE,
     TASKS,
+    exported_hparams,
     fit_cached,
     fmt,
     machine,
@@ -77,7 +78,7 @@ def retrained(task_name: str, config: Config, trials: list[Any],
     best, confirmations = chosen(config, trials)
     if best is None:
         raise SystemExit(f"{task_name}: the search {config.name} has no scored trial")
-    hparams = {**config.fixed, **best.hparams}
+    hparams = exported_hparams(config, best)
     scores = [fit_cached(task_name, {**hparams, "seed": s}, data=subset(args.train_samples))
               ["score"] for s in seeds(args.seeds)]
     return best, confirmations, hparams, scores

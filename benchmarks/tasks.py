@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from autoft.tuning.confirm import chosen, load_retrains
-from autoft.tuning.export import best_config
 from benchmarks.common import (
     DEFAULT_WORKDIR,
     SUMMARY_FILE,
     TASKS,
+    exported_hparams,
     fit_cached,
     fmt,
     machine,
@@ -51,7 +51,7 @@ def run_task(task_name: str, args: argparse.Namespace) -> dict[str, Any]:
     best, confirmations = chosen(config, trials)
     if best is None:
         raise SystemExit(f"{task_name}: the search {config.name} has no scored trial")
-    tuned_hp = {k: v for k, v in best_config(config, best)["fixed"].items() if k != "seed"}
+    tuned_hp = exported_hparams(config, best)
     retrain = seeds(args.seeds)
     tuned = [fit_cached(task_name, {**tuned_hp, "seed": s}, data=data) for s in retrain]
     baseline_hp = {**task.baseline, "num_epochs": config.num_epochs}

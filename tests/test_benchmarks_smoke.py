@@ -28,6 +28,7 @@ TINY = {
     "overhead": (["--trials", "1", "--repeats", "1", "--train-samples", "8"], "overhead"),
     "tasks": (["--tasks", "stsb_minilm", "--trials", "1", "--seeds", "1", "--train-samples",
                "16"], "tasks"),
+    "model_choice": (["--trials", "1", "--seeds", "1", "--train-samples", "8"], "model_choice"),
 }
 
 
