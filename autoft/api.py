@@ -98,8 +98,8 @@ def _loaded(config: ConfigLike, *, num_samples: int | None = None, address: str 
         update["search"] = loaded.search.model_copy(update={"num_samples": num_samples})
     if address:
         update["ray"] = loaded.ray.model_copy(update={"address": address})
-    tracking = {key: value for key, value in (("uri", tracking_uri), ("register", register))
-                if value}
+    tracking = {key: value for key, value in (("uri", tracking_uri),
+                                              ("registered_model", register)) if value}
     if tracking:
         update["tracking"] = loaded.tracking.model_copy(update=tracking)
     return resolve_task(loaded.model_copy(update=update))

@@ -144,11 +144,11 @@ class RayConfig(_Section):
 
 class TrackingConfig(_Section):
     """MLflow tracking URI (default: SQLite under ``storage``) and experiment name; ``autoft
-    train`` registers its model under ``register`` in the Model Registry when given."""
+    train`` registers its model as ``registered_model`` in the Model Registry when given."""
 
     uri: str | None = None
     experiment: str | None = None
-    register: str | None = Field(default=None, min_length=1)
+    registered_model: str | None = Field(default=None, min_length=1)
 
 
 class Origin(_Section):

@@ -7,7 +7,7 @@ tags). Each epoch is also printed on the console. MLflow writes go through the p
 background :class:`~autoft.tracking.MlflowWriter` (spool under ``storage/<name>-train``), so a
 tracking server that is down never stalls training; what it misses is replayed by the next run.
 Once trained, the model is logged as an MLflow model of the run (:mod:`autoft.tracking.models`)
-and, with ``tracking.register: NAME`` (``--register NAME``), registered as a new version of
+and, with ``tracking.registered_model: NAME`` (``--register NAME``), registered as a new version of
 NAME, tagged with the search and the trial it came from.
 
 The model is saved by the trainable's ``save_model`` in its library's own format, which that
@@ -160,19 +160,19 @@ def _origin(config: Config) -> dict[str, str]:
 def _publish(config: Config, run_id: str | None,
              model_dir: Path | None) -> tuple[str | None, str | None]:
     """Log the saved folder as an MLflow model of the run and register it when
-    ``tracking.register`` asks: its URI and ``NAME/VERSION`` (None where not done)."""
+    ``tracking.registered_model`` asks: its URI and ``NAME/VERSION`` (None where not done)."""
     flavor = BUILTIN[config.trainable].mlflow_flavor if config.trainable in BUILTIN else None
     if model_dir is None or flavor is None:
         return None, None
     if run_id is None:
         log.warning("the MLflow store did not answer: the model is saved in %s but not logged "
                     "as an MLflow model%s", model_dir,
-                    " nor registered" if config.tracking.register else "")
+                    " nor registered" if config.tracking.registered_model else "")
         return None, None
     pairs = config.data is not None and config.data.text_pair_column is not None
     model_uri = log_model(config.tracking_uri, run_id, model_dir, flavor, config.task or "",
                           pairs)
-    name = config.tracking.register
+    name = config.tracking.registered_model
     if name is None:
         return model_uri, None
     tags = {"autoft.train_run_id": run_id, **(origin_tags(
