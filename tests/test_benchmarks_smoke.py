@@ -21,8 +21,10 @@ pytestmark = pytest.mark.slow
 TINY = {
     "reproduce_study": (["--task", "image", "--seeds", "1", "--epochs", "1", "--strategies",
                          "baseline", "stlr_0.01", "--train-samples", "8"], "study"),
+    # Without the suggested config's search: its probe and search doubled this smoke run
+    # (224 s of CI); suggest itself is tested in tests/test_suggest.py.
     "search_quality": (["--tasks", "hymenoptera_effnet", "--trials", "1", "--seeds", "1",
-                        "--train-samples", "8"], "quality"),
+                        "--train-samples", "8", "--no-suggest"], "quality"),
     "search_efficiency": (["--reference-trials", "1", "--trials", "1", "--seeds", "1",
                            "--epochs", "1", "--train-samples", "8"], "efficiency"),
     "overhead": (["--trials", "1", "--repeats", "1", "--train-samples", "8"], "overhead"),
