@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -107,6 +108,14 @@ def task_config(task: Task, *, data: Mapping[str, Any] | None = None, cpu: float
 #: Seeds of the fixed-hyperparameter runs start here, away from the trial seeds of a search
 #: (search seed + trial index), so a re-trained best trial never repeats the trial it came from.
 FIRST_SEED = 100
+
+
+def data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every search benchmark shares: ``--train-samples`` (smoke runs) and
+    ``--workdir`` (where searches write)."""
+    parser.add_argument("--train-samples", type=int,
+                        help="subsample train and eval (smoke runs only)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
 
 
 def exported_hparams(config: Config, best: Any) -> dict[str, Any]:

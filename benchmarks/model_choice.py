@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from autoft.core.config import Config
 from autoft.tuning.confirm import chosen
 from benchmarks.common import (
-    DEFAULT_WORKDIR,
     SUMMARY_FILE,
     TASKS,
+    data_arguments,
     exported_hparams,
     fit_cached,
     fmt,
@@ -140,9 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--train-samples", type=int,
-                        help="subsample train and eval (smoke runs only)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    data_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -28,8 +28,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from autoft.tuning.confirm import load_retrains  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    DEFAULT_WORKDIR,
     RESULTS,
+    data_arguments,
     epoch_events,
     machine,
     search,
@@ -166,9 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=32, help="TPE + ASHA trials")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs of a full trial")
-    parser.add_argument("--train-samples", type=int,
-                        help="subsample train and eval (smoke runs only)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    data_arguments(parser)
     return parser.parse_args(argv)
 
 

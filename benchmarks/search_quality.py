@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -29,9 +28,9 @@ from autoft import api
 from autoft.core.config import Config, config_from_mapping
 from autoft.tuning.confirm import chosen, load_retrains
 from benchmarks.common import (
-    DEFAULT_WORKDIR,
     SUMMARY_FILE,
     TASKS,
+    data_arguments,
     exported_hparams,
     fit_cached,
     fmt,
@@ -197,9 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=6,
                         help="re-training seeds per config (3 misjudged the baseline's spread: "
                         "results/README.md)")
-    parser.add_argument("--train-samples", type=int,
-                        help="subsample train and eval (smoke runs only)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    data_arguments(parser)
     parser.add_argument("--no-suggest", dest="suggest", action="store_false",
                         help="skip the search of the config autoft suggest writes")
     return parser.parse_args(argv)

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from autoft.tuning.confirm import chosen, load_retrains
 from benchmarks.common import (
-    DEFAULT_WORKDIR,
     SUMMARY_FILE,
     TASKS,
+    data_arguments,
     exported_hparams,
     fit_cached,
     fmt,
@@ -133,9 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--train-samples", type=int,
-                        help="subsample train and eval (smoke runs only)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    data_arguments(parser)
     return parser.parse_args(argv)
 
 
