@@ -141,12 +141,12 @@ def autoft_process(*args: str, **kwargs: object) -> subprocess.Popen:
                             **kwargs)
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
+def wait_for(condition, timeout: float, what: str, every: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(1)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -158,22 +158,47 @@ def completed_children(uri: str, experiment: str) -> int:
         return 0
 
 
+def epochs_reported(trial_dir: Path) -> list[int]:
+    """The epochs in a trial folder's ``result.json`` so far, in the order Ray wrote them."""
+    path = trial_dir / "result.json"
+    lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
+    return [json.loads(line)["epoch"] for line in lines if line.endswith("\n")]
+
+
+def halfway_trial(experiment_dir: Path) -> Path | None:
+    """A trial folder with its first epoch reported and checkpointed, its second not yet."""
+    for trial_dir in sorted(experiment_dir.glob("trial_*")):
+        if epochs_reported(trial_dir) == [0] and any(trial_dir.glob("checkpoint_*")):
+            return trial_dir
+    return None
+
+
 def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> None:
     config_path = search_config(tmp_path, digits_folder, "killed", num_samples=4,
                                 search={"algorithm": "tpe", "scheduler": "fifo",
                                         "num_samples": 4, "max_concurrent": 1, "seed": 0})
     uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    experiment_dir = tmp_path / "results" / "killed"
     driver = autoft_process("search", str(config_path))
     try:
-        wait_for(lambda: completed_children(uri, "killed") >= 1, 300, "a completed trial")
+        wait_for(lambda: completed_children(uri, "killed") >= 1
+                 and halfway_trial(experiment_dir) is not None, 300,
+                 "a completed trial and one halfway", every=0.1)
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
     assert completed_children(uri, "killed") < 4
+    # Ray's saved state may name a checkpoint it deleted once a newer one came (a kill between
+    # the two): the trial resumes from the newest one left, not from its first epoch.
+    halfway = halfway_trial(experiment_dir)
+    assert halfway is not None, "the halfway trial finished before the kill"
+    newest = max(halfway.glob("checkpoint_*"))
+    newest.rename(newest.with_name(f"checkpoint_{int(newest.name.split('_')[1]) + 1:06d}"))
 
-    resumed = autoft_process("resume", str(tmp_path / "results" / "killed"))
+    resumed = autoft_process("resume", str(experiment_dir))
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
+    assert epochs_reported(halfway) == [0, 1], "resumed from its checkpoint, not from the start"
     assert_complete_tracking(uri, "killed", 4)
 
 

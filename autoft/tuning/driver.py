@@ -19,6 +19,7 @@ from typing import Any
 import ray
 import torch
 from ray import tune
+from ray.tune.trainable.function_trainable import wrap_function
 
 from autoft.core.config import Config
 from autoft.core.environ import scoped_environ
@@ -51,6 +52,7 @@ from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
 from autoft.tuning.numbering import with_trial_slot
 from autoft.tuning.packing import measure_on_gpu, packed, packing
 from autoft.tuning.plots import write_plots
+from autoft.tuning.restore import restoring_present_checkpoints
 from autoft.tuning.results import TrialRecord, best_trial, load_trials, trials_frame
 from autoft.tuning.retries import NoRetryForLastingFailures
 from autoft.tuning.trial import run_trial, trial_name
@@ -189,8 +191,8 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 def _trainable(config: Config, prepared: Any) -> Any:
     resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
-    return tune.with_resources(tune.with_parameters(run_trial, config=config, prepared=prepared),
-                               resources)
+    trainable = wrap_function(tune.with_parameters(run_trial, config=config, prepared=prepared))
+    return tune.with_resources(restoring_present_checkpoints(trainable), resources)
 
 
 def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
