@@ -1,7 +1,8 @@
 """The backbone as a searchable choice: ``model`` as a categorical of the space.
 
 An image search over two timm models (random weights, a few tiny images): every trial trains
-its own model on the data prepared for that model, MLflow logs the choice and the cost of each
+its own model on the data prepared for that model (with a knob the space conditions on it),
+MLflow logs the choice and the cost of each
 trial, and the export names the chosen model (with its weights) as the config's ``model``.
 The bad choices are refused before anything runs.
 """
@@ -27,12 +28,15 @@ def config(folder: Path, **changes) -> dict:
             "data": {"train": str(write_images(folder / "train", {"ants": 4, "bees": 4})),
                      "eval": str(write_images(folder / "val", {"ants": 2, "bees": 2}))},
             "space": {"model": {"type": "categorical", "choices": MODELS},
-                      "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3}},
-            "fixed": {"num_epochs": 1, "batch_size": 4},
+                      "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3},
+                      # A knob of one backbone only: the space conditions it on the model.
+                      "batch_size": {"type": "categorical", "choices": [2, 4],
+                                     "when": {"model": [MODELS[1]]}}},
+            "fixed": {"num_epochs": 1},
             "search": {"algorithm": "random", "scheduler": "fifo", "num_samples": 2,
                        "warm_start": "none", "confirm": None, "points_to_evaluate": [
                            {"model": MODELS[0], "learning_rate": 1e-3},
-                           {"model": MODELS[1], "learning_rate": 1e-3}]},
+                           {"model": MODELS[1], "learning_rate": 1e-3, "batch_size": 2}]},
             "storage": str(folder / "results"), **changes}
 
 
@@ -40,6 +44,7 @@ def config(folder: Path, **changes) -> dict:
 def test_each_trial_trains_its_own_model_and_the_export_names_it(tmp_path: Path) -> None:
     result = autoft.search(config(tmp_path))
     assert [t.hparams["model"] for t in result.trials] == MODELS
+    assert [t.hparams.get("batch_size") for t in result.trials] == [None, 2]
     assert all(t.status == "completed" for t in result.trials)
     client = MlflowClient(result.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("choice").experiment_id],
