@@ -2,8 +2,8 @@
 
 An image search over two timm models (random weights, a few tiny images): every trial trains
 its own model on the data prepared for that model (with a knob the space conditions on it),
-MLflow logs the choice and the cost of each
-trial, and the export names the chosen model (with its weights) as the config's ``model``.
+MLflow logs the choice and the cost of each trial, and the export names the chosen model (with
+its weights) as the config's ``model``.
 The bad choices are refused before anything runs.
 """
 
