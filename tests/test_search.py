@@ -166,9 +166,14 @@ def epochs_reported(trial_dir: Path) -> list[int]:
 
 
 def halfway_trial(experiment_dir: Path) -> Path | None:
-    """A trial folder with its first epoch reported and checkpointed, its second not yet."""
+    """A trial folder with its first epoch reported and checkpointed, its second not yet, and
+    Ray's experiment state saved since the driver took that epoch (``result.json`` written):
+    else the state might not hold the trial, and a resume would make it again."""
+    saved = max((p.stat().st_mtime for p in experiment_dir.glob("experiment_state-*.json")),
+                default=0.0)
     for trial_dir in sorted(experiment_dir.glob("trial_*")):
-        if epochs_reported(trial_dir) == [0] and any(trial_dir.glob("checkpoint_*")):
+        if (epochs_reported(trial_dir) == [0] and any(trial_dir.glob("checkpoint_*"))
+                and saved > (trial_dir / "result.json").stat().st_mtime):
             return trial_dir
     return None
 
