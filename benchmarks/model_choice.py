@@ -48,6 +48,8 @@ def run_search(key: str, args: argparse.Namespace) -> tuple[Config, list[Any]]:
     task_name = SEARCHES[key][0]
     epochs = TASKS[task_name].baseline["num_epochs"]
     suffix = f"-sub{args.train_samples}" if args.train_samples else ""
+    revision = TASKS[task_name].revision
+    suffix += f"-r{revision}" if revision else ""
     return search(task_name, f"model_choice-{key}-n{args.trials}-e{epochs}-s0{suffix}",
                   {"algorithm": "tpe", "scheduler": "asha", "num_samples": args.trials,
                    "seed": 0}, data=subset(args.train_samples),

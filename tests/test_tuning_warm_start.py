@@ -56,3 +56,14 @@ def test_none_user_functions_and_explicit_points() -> None:
     assert initial_points(config(warm_start=given), space)[0] == given[0]
     with pytest.raises(InputError, match=r"search.warm_start\[0\]: learning_rate"):
         initial_points(config(warm_start=[{"learning_rate": 5.0}]), space)
+
+
+def test_a_searched_backbone_gets_the_baseline_on_each_choice() -> None:
+    space = load_space(SPACES / "ulmfit_image_backbones.yaml")
+    image = Config(name="w", trainable="image", model="tf_efficientnet_lite0",
+                   fixed={"num_epochs": 3})
+    points = warm_start_points(image, space)
+    assert [(p["model"], p["frz_blocks"]) for p in points] == [
+        ("tf_efficientnet_lite0", 0), ("tf_efficientnet_lite1", 0), ("tf_efficientnet_lite2", 0),
+        ("tf_efficientnet_lite0", 3)]  # the baselines first, then the study's point
+    assert all(p["learning_rate"] == 1e-4 and p["batch_size"] == 16 for p in points)

@@ -15,6 +15,12 @@ little about it at another: in the 30 November CoLA search the warm-up point too
 reach the sampler as Optuna's enqueued trials (``points_to_evaluate``), so it learns from them like
 from any other trial.
 
+Where the space searches the backbone (``model``), the study's points train the config's model
+and the baseline also trains on each other choice, right after it: the backbone is the largest
+lever, and a sampler left to find the others by itself tried EfficientNet-Lite2 once and Lite1
+three times in the 16 ants/bees trials of benchmarks/model_choice.py (7 December), 12 going to
+Lite0.
+
 Each point keeps only what the space can hold: a parameter the space does not search, or a
 value outside its range, is left to the sampler.
 """
@@ -26,7 +32,7 @@ from typing import Any
 
 from autoft.core.config import Config
 from autoft.core.space import SearchSpace
-from trainables.backbones import MODEL
+from trainables.backbones import MODEL, model_choices
 from trainables.registry import typed_hparams
 
 #: No strategy: the rate stays constant and every layer trains from the start.
@@ -81,17 +87,23 @@ def within(space: SearchSpace, point: Mapping[str, Any]) -> dict[str, Any]:
 def labelled_warm_start(config: Config,
                         space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     """The first trials ``search.warm_start`` asks for, each with its name (the console and
-    MLflow mark the trials so): ``study`` (``baseline``, then the study's points, for the
-    built-in fine-tunes), ``none``, or the listed points as given (``warm_start[i]``)."""
+    MLflow mark the trials so): ``study`` (``baseline``, the baseline on each other backbone
+    the space searches, then the study's points, for the built-in fine-tunes), ``none``, or the
+    listed points as given (``warm_start[i]``)."""
     setting = config.search.warm_start
     if isinstance(setting, list):
         return [(f"warm_start[{i}]", dict(point)) for i, point in enumerate(setting)]
     if setting == "none" or not typed_hparams(config):
         return []
+    start = baseline(config.trainable)
+    other_models = [m for m in model_choices(config, space) if m != str(config.model)]
     labelled: list[tuple[str, dict[str, Any]]] = []
-    for name, point in [("baseline", baseline(config.trainable)),
-                        *study_points(config.trainable, config.num_epochs)]:
-        kept = within(space, {**point, MODEL: config.model})  # a searched model: the config's
+    for name, point in [("baseline", {**start, MODEL: config.model}),
+                        *((f"baseline on {model}", {**start, MODEL: model})
+                          for model in other_models),
+                        *((name, {**point, MODEL: config.model}) for name, point in
+                          study_points(config.trainable, config.num_epochs))]:
+        kept = within(space, point)
         if kept and kept not in (p for _, p in labelled):
             labelled.append((name, kept))
     return labelled
