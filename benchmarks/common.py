@@ -264,6 +264,12 @@ def write_report(name: str, title: str, budget: Mapping[str, Any], body: str,
     return path
 
 
+def revision_suffix(task_name: str) -> str:
+    """What a search name of ``task_name`` ends with: ``-r<revision>``, or nothing at 0."""
+    revision = TASKS[task_name].revision
+    return f"-r{revision}" if revision else ""
+
+
 def tpe_asha_search(task_name: str, trials: int, seed: int, epochs: int, *,
                     data: Mapping[str, Any] | None = None,
                     workdir: Path = DEFAULT_WORKDIR) -> tuple[Config, list[Any]]:
@@ -272,9 +278,7 @@ def tpe_asha_search(task_name: str, trials: int, seed: int, epochs: int, *,
     ``search_efficiency.py``."""
     fixed = {**read_yaml(REPO / "examples" / TASKS[task_name].example).get("fixed", {}),
              "num_epochs": epochs}
-    suffix = f"-sub{data['max_train_samples']}" if data else ""
-    revision = TASKS[task_name].revision
-    suffix += f"-r{revision}" if revision else ""
+    suffix = (f"-sub{data['max_train_samples']}" if data else "") + revision_suffix(task_name)
     return search(task_name, f"{task_name}-tpe-asha-n{trials}-e{epochs}-s{seed}{suffix}",
                   {"algorithm": "tpe", "scheduler": "asha", "num_samples": trials, "seed": seed},
                   data=data, fixed=fixed, workdir=workdir)

@@ -32,6 +32,7 @@ from benchmarks.common import (
     fmt,
     machine,
     mean_std,
+    revision_suffix,
     search,
     seeds,
     subset,
@@ -47,9 +48,8 @@ SEARCHES = {"lite0": ("hymenoptera_effnet", "tf_efficientnet_lite0 only"),
 def run_search(key: str, args: argparse.Namespace) -> tuple[Config, list[Any]]:
     task_name = SEARCHES[key][0]
     epochs = TASKS[task_name].baseline["num_epochs"]
-    suffix = f"-sub{args.train_samples}" if args.train_samples else ""
-    revision = TASKS[task_name].revision
-    suffix += f"-r{revision}" if revision else ""
+    subset_suffix = f"-sub{args.train_samples}" if args.train_samples else ""
+    suffix = subset_suffix + revision_suffix(task_name)
     return search(task_name, f"model_choice-{key}-n{args.trials}-e{epochs}-s0{suffix}",
                   {"algorithm": "tpe", "scheduler": "asha", "num_samples": args.trials,
                    "seed": 0}, data=subset(args.train_samples),

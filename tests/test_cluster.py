@@ -19,7 +19,6 @@ cannot happen on these CPU-only machines; it reaches Ray Tune as any other excep
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -35,7 +34,14 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tests.cluster import LocalRayCluster, RayNode
 from tests.mlflow_server import MlflowServer
-from tests.test_search import assert_complete_tracking, is_lost, runs_of, search_config
+from tests.test_search import (
+    assert_complete_tracking,
+    epochs_of,
+    is_lost,
+    results_of,
+    runs_of,
+    search_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -145,17 +151,9 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str,
 
 
 def result_rows(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Each trial folder's results so far (Ray Tune's ``result.json``, one line per epoch)."""
-    rows = {}
-    for path in sorted(experiment_dir.glob("trial_*/result.json")):
-        lines = path.read_text().splitlines(keepends=True)
-        rows[path.parent.name] = [json.loads(line) for line in lines if line.endswith("\n")]
-    return rows
-
-
-def epochs_of(rows: list[dict[str, Any]]) -> list[int]:
-    """The ``epoch`` of each result row, in the order they were reported."""
-    return [int(row["epoch"]) for row in rows]
+    """Each trial folder's results so far, by folder name (folders with a ``result.json``)."""
+    return {path.parent.name: results_of(path.parent)
+            for path in sorted(experiment_dir.glob("trial_*/result.json"))}
 
 
 def assert_every_epoch_once(uri: str, experiment: str, epochs: int) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -158,21 +159,37 @@ def completed_children(uri: str, experiment: str) -> int:
         return 0
 
 
-def epochs_reported(trial_dir: Path) -> list[int]:
-    """The epochs in a trial folder's ``result.json`` so far, in the order Ray wrote them."""
+def results_of(trial_dir: Path) -> list[dict[str, Any]]:
+    """A trial folder's results so far (Ray Tune's ``result.json``, one line per epoch; a line
+    still being written left out)."""
     path = trial_dir / "result.json"
     lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
-    return [json.loads(line)["epoch"] for line in lines if line.endswith("\n")]
+    return [json.loads(line) for line in lines if line.endswith("\n")]
+
+
+def epochs_of(rows: list[dict[str, Any]]) -> list[int]:
+    """The ``epoch`` of each result row, in the order they were reported."""
+    return [int(row["epoch"]) for row in rows]
+
+
+def _complete_json(path: Path) -> bool:
+    """Whether ``path`` holds whole JSON: Ray copies its state files in place, and a driver
+    killed mid-copy leaves them empty (then nothing can resume)."""
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def halfway_trial(experiment_dir: Path) -> Path | None:
     """A trial folder with its first epoch reported and checkpointed, its second not yet, and
     Ray's experiment state saved since the driver took that epoch (``result.json`` written):
     else the state might not hold the trial, and a resume would make it again."""
-    saved = max((p.stat().st_mtime for p in experiment_dir.glob("experiment_state-*.json")),
-                default=0.0)
+    states = [p for p in experiment_dir.glob("experiment_state-*.json") if _complete_json(p)]
+    saved = max((p.stat().st_mtime for p in states), default=0.0)
     for trial_dir in sorted(experiment_dir.glob("trial_*")):
-        if (epochs_reported(trial_dir) == [0] and any(trial_dir.glob("checkpoint_*"))
+        if (epochs_of(results_of(trial_dir)) == [0] and any(trial_dir.glob("checkpoint_*"))
                 and saved > (trial_dir / "result.json").stat().st_mtime):
             return trial_dir
     return None
@@ -189,6 +206,7 @@ def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> Non
         wait_for(lambda: completed_children(uri, "killed") >= 1
                  and halfway_trial(experiment_dir) is not None, 300,
                  "a completed trial and one halfway", every=0.1)
+        time.sleep(0.5)  # Ray's copy of its other state files, begun with that one, ends
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -203,7 +221,7 @@ def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> Non
     resumed = autoft_process("resume", str(experiment_dir))
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
-    assert epochs_reported(halfway) == [0, 1], "resumed from its checkpoint, not from the start"
+    assert epochs_of(results_of(halfway)) == [0, 1], "resumed from its checkpoint, not anew"
     assert_complete_tracking(uri, "killed", 4)
 
 

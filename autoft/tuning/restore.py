@@ -22,7 +22,8 @@ from ray.train._internal.session import _TrainingResult
 
 log = logging.getLogger(__name__)
 
-#: How Ray names a trial's checkpoint folders (``checkpoint_000003``): sorted, newest last.
+#: How Ray names a trial's checkpoint folders (``checkpoint_000003``, from
+#: ``StorageContext._make_checkpoint_dir_name``): sorted, newest last.
 CHECKPOINT_PREFIX = "checkpoint_"
 
 

@@ -97,12 +97,12 @@ def labelled_warm_start(config: Config,
         return []
     start = baseline(config.trainable)
     other_models = [m for m in model_choices(config, space) if m != str(config.model)]
+    points = [("baseline", {**start, MODEL: config.model}),
+              *((f"baseline on {model}", {**start, MODEL: model}) for model in other_models),
+              *((name, {**point, MODEL: config.model})
+                for name, point in study_points(config.trainable, config.num_epochs))]
     labelled: list[tuple[str, dict[str, Any]]] = []
-    for name, point in [("baseline", {**start, MODEL: config.model}),
-                        *((f"baseline on {model}", {**start, MODEL: model})
-                          for model in other_models),
-                        *((name, {**point, MODEL: config.model}) for name, point in
-                          study_points(config.trainable, config.num_epochs))]:
+    for name, point in points:
         kept = within(space, point)
         if kept and kept not in (p for _, p in labelled):
             labelled.append((name, kept))
