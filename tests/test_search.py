@@ -7,8 +7,8 @@ OptunaSearch + ASHA -> trials on Ray workers -> MLflow -> export -> train.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 from mlflow.entities import Run
@@ -25,6 +26,7 @@ import autoft
 from autoft.cli import main as cli_main
 from autoft.demo import digits_search_config
 from autoft.tracking.callback import LOST_ERROR
+from autoft.tuning.state_backup import STATE_FILES
 
 pytestmark = pytest.mark.slow
 
@@ -195,6 +197,18 @@ def halfway_trial(experiment_dir: Path) -> Path | None:
     return None
 
 
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL ``process`` and every process it started (the embedded Ray's) at once, as a lost
+    machine stops them: no trial goes on after its driver (and writes a checkpoint the driver
+    never heard of)."""
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.send_signal(signal.SIGKILL)
+    process.wait()
+    psutil.wait_procs(tree, timeout=30)
+
+
 def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> None:
     config_path = search_config(tmp_path, digits_folder, "killed", num_samples=4,
                                 search={"algorithm": "tpe", "scheduler": "fifo",
@@ -206,10 +220,8 @@ def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> Non
         wait_for(lambda: completed_children(uri, "killed") >= 1
                  and halfway_trial(experiment_dir) is not None, 300,
                  "a completed trial and one halfway", every=0.1)
-        time.sleep(0.5)  # Ray's copy of its other state files, begun with that one, ends
     finally:
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait()
+        kill_tree(driver)
     assert completed_children(uri, "killed") < 4
     # Ray's saved state may name a checkpoint it deleted once a newer one came (a kill between
     # the two): the trial resumes from the newest one left, not from its first epoch.
@@ -217,11 +229,16 @@ def test_resume_after_driver_sigkill(tmp_path: Path, digits_folder: Path) -> Non
     assert halfway is not None, "the halfway trial finished before the kill"
     newest = max(halfway.glob("checkpoint_*"))
     newest.rename(newest.with_name(f"checkpoint_{int(newest.name.split('_')[1]) + 1:06d}"))
+    # A kill during Ray's in-place copy of its state files leaves them empty: the resume puts
+    # back the whole set autoft copied when Ray saved them.
+    for pattern in STATE_FILES:
+        for path in experiment_dir.glob(pattern):
+            path.write_bytes(b"")
 
     resumed = autoft_process("resume", str(experiment_dir))
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
-    assert epochs_of(results_of(halfway)) == [0, 1], "resumed from its checkpoint, not anew"
+    assert epochs_of(results_of(halfway)) == [0, 1], f"resumed anew:\n{output}"
     assert_complete_tracking(uri, "killed", 4)
 
 

@@ -55,6 +55,7 @@ from autoft.tuning.plots import write_plots
 from autoft.tuning.restore import restoring_present_checkpoints
 from autoft.tuning.results import TrialRecord, best_trial, load_trials, trials_frame
 from autoft.tuning.retries import NoRetryForLastingFailures
+from autoft.tuning.state_backup import StateBackup, restore_state_backup
 from autoft.tuning.trial import run_trial, trial_name
 from trainables import load_trainable
 from trainables.backbones import prepare_models
@@ -220,7 +221,7 @@ def _callbacks(config: Config, space: SearchSpace,
                tracking: MlflowTrackingCallback) -> list[tune.Callback]:
     return [tracking, ConsoleCallback(config.metric_key, config.num_epochs,
                                       first_points=first_points(config, space)),
-            NoRetryForLastingFailures()]
+            NoRetryForLastingFailures(), StateBackup(config.experiment_dir)]
 
 
 def _tuner(plan: SearchPlan, prepared: Any, tracking: MlflowTrackingCallback,
@@ -277,6 +278,7 @@ def run_search(config: Config, *, resume: bool = False, verbose: bool = False) -
     tracking = _tracking(config, plan.space)
     trials_done = False
     if resume:
+        restore_state_backup(experiment_dir)
         trials = load_trials(experiment_dir, config.metric_key, config.num_epochs,
                              config.search.select)
         trials_done = is_finished(trials, config.search.num_samples)
