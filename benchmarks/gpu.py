@@ -63,6 +63,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -647,7 +648,8 @@ def worker_spec(ctx: Context) -> dict[str, Any]:
 
 
 def worker(spec: dict[str, Any]) -> None:
-    """One packed trial (``--worker``): the MiniLM trainable; its figures as the last line."""
+    """One packed trial, or one worker of a data-parallel one (``--worker``): the MiniLM
+    trainable; its figures (rank 0's, for a data-parallel trial) as the last line."""
     import torch
 
     budget = Budget(**{**spec["budget"], "packs": tuple(spec["budget"]["packs"])})
@@ -656,24 +658,38 @@ def worker(spec: dict[str, Any]) -> None:
                   cuda=torch.cuda.is_available(), cpu=spec["cpu"])
     from trainables.text import trainable as text
 
-    result = fit_trainable(text, text_config(ctx, Path(spec["model"]), ctx.cpu),
-                           text_hparams(ctx), ctx.cuda)
+    config = text_config(ctx, Path(spec["model"]), ctx.cpu)
+    if "rank" not in spec:
+        print(json.dumps(fit_trainable(text, config, text_hparams(ctx), ctx.cuda)), flush=True)
+        return
+    import torch.distributed as dist
+
+    rank, size = spec["rank"], spec["size"]
+    store = dist.TCPStore("127.0.0.1", spec["port"], size, is_master=rank == 0)
+    dist.init_process_group("nccl" if ctx.cuda else "gloo", store=store, rank=rank,
+                            world_size=size)
+    try:
+        if rank == 0:
+            result = fit_trainable(text, config, text_hparams(ctx), ctx.cuda)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                text.fit(config, text.prepare(config), text_hparams(ctx), Keep())
+            result = {}
+    finally:
+        dist.destroy_process_group()
     print(json.dumps(result), flush=True)
 
 
-def pack(ctx: Context, k: int) -> dict[str, Any]:
-    """``k`` MiniLM trials as ``k`` processes started together on the one GPU."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    if ctx.pack_threads:
-        env["OMP_NUM_THREADS"] = str(ctx.pack_threads)
-    spec = {**worker_spec(ctx), "cpu": ctx.pack_threads or max(1, ctx.cpu // k)}
-    logs = [ctx.work / f"pack_{k}_{i}.log" for i in range(k)]
+def run_workers(ctx: Context, specs: list[dict[str, Any]], logs: list[Path],
+                envs: list[dict[str, str]]) -> tuple[list[dict[str, Any]], float, GpuSampler]:
+    """``--worker`` processes started together, one per spec; each one's figures, the wall
+    time, and the GPU samples taken meanwhile."""
     procs: list[subprocess.Popen] = []
     started = time.perf_counter()
     try:
         with GpuSampler(ctx.cuda) as sampler:
-            for log in logs:
+            for spec, log, env in zip(specs, logs, envs, strict=True):
                 with log.open("w") as err:
                     procs.append(subprocess.Popen(
                         [sys.executable, "-m", "benchmarks.gpu", "--worker", json.dumps(spec)],
@@ -687,13 +703,50 @@ def pack(ctx: Context, k: int) -> dict[str, Any]:
                 p.kill()
                 p.wait()
     wall = time.perf_counter() - started
-    trials = []
+    results = []
     for p, out, log in zip(procs, outs, logs, strict=True):
         lines = out.strip().splitlines()
         if p.returncode != 0 or not lines:
             tail = log.read_text(errors="replace")[-1500:]
-            raise RuntimeError(f"packed trial exited {p.returncode}: {tail}")
-        trials.append(json.loads(lines[-1]))
+            raise RuntimeError(f"worker process exited {p.returncode}: {tail}")
+        results.append(json.loads(lines[-1]))
+    return results, wall, sampler
+
+
+def _worker_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]), **extra}
+
+
+def data_parallel(ctx: Context, size: int) -> dict[str, Any]:
+    """One MiniLM trial on ``size`` data-parallel workers (a GPU each; on a CPU, the cores
+    split between them), the global batch as one worker's: rank 0's figures."""
+    import torch
+
+    gpus = torch.cuda.device_count() if ctx.cuda else 0
+    if ctx.cuda and gpus < size:
+        return {"skipped": f"{gpus} GPU(s) here; {size} data-parallel workers need {size}"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cpu = max(1, ctx.cpu // size)
+    specs = [{**worker_spec(ctx), "cpu": cpu, "rank": rank, "size": size, "port": port}
+             for rank in range(size)]
+    envs = [_worker_env(**({"CUDA_VISIBLE_DEVICES": str(rank)} if ctx.cuda else {}))
+            for rank in range(size)]
+    logs = [ctx.work / f"data_parallel_{size}_{rank}.log" for rank in range(size)]
+    results, wall, _ = run_workers(ctx, specs, logs, envs)
+    return {**results[0], "workers": size, "resources_cpu": cpu, "wall_s": round(wall, 1),
+            "backend": "nccl" if ctx.cuda else "gloo"}
+
+
+def pack(ctx: Context, k: int) -> dict[str, Any]:
+    """``k`` MiniLM trials as ``k`` processes started together on the one GPU."""
+    env = _worker_env(**({"OMP_NUM_THREADS": str(ctx.pack_threads)} if ctx.pack_threads
+                         else {}))
+    spec = {**worker_spec(ctx), "cpu": ctx.pack_threads or max(1, ctx.cpu // k)}
+    logs = [ctx.work / f"pack_{k}_{i}.log" for i in range(k)]
+    trials, wall, sampler = run_workers(ctx, [spec] * k, logs, [env] * k)
     rates = [t["samples_per_s_last_epoch"] for t in trials]
     result: dict[str, Any] = {
         "k": k, "wall_s": round(wall, 1), "resources_cpu": spec["cpu"],
@@ -761,6 +814,7 @@ def phases(ctx: Context) -> list[tuple[str, str, Callable[[], dict[str, Any]]]]:
     ]
     out += [("pack", "packing_probe", lambda: packing_probe(ctx))]
     out += [("pack", f"pack_{k}", lambda k=k: pack(ctx, k)) for k in ctx.budget.packs]
+    out += [("parallel", "data_parallel_2", lambda: data_parallel(ctx, 2))]
     return out
 
 
@@ -878,6 +932,9 @@ def rows(raw: dict[str, Any]) -> list[Row]:
                        (lambda v: v >= 70) if big else None, ratio_of="value",
                        reason=why or (phase or {}).get("gpu_busy_pct_reason")))
 
+    ratio_row("data_parallel_2_vs_one_worker", "text trainable, MiniLM-L6, 2 data-parallel "
+              "workers (same global batch)", "data_parallel_2", "text_trainable_minilm",
+              "one worker", "samples/s", "—", None)
     probe = ph.get("packing_probe") or {}
     out.append(Row("auto_trials_per_gpu", "resources.gpu auto: MiniLM trials per GPU",
                    probe.get("trials_per_gpu"), None, "trials", "—", "—", None,
@@ -1107,7 +1164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny CPU run on generated data (writes to a temp folder)")
     parser.add_argument("--only", default="",
-                        help="comma-separated groups (text, image, pack) or phase names")
+                        help="comma-separated groups (text, image, pack, parallel) or phase names")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"results folder (default {RESULTS.relative_to(REPO)}; "
                              "--smoke: a new temporary folder)")
@@ -1178,7 +1235,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not only or group in only or name in only]
         print(f"[gpu] {'smoke, ' if args.smoke else ''}device "
               f"{raw['meta']['machine']['gpu'] or 'cpu'}; results to {out}", flush=True)
-        if any(name.startswith(("text", "hf", "pack")) for name, _ in todo):
+        if any(name.startswith(("text", "hf", "pack", "data_parallel")) for name, _ in todo):
             run_phase(raw, "make_models", lambda: make_models(ctx))
         for name, measure in todo:
             run_phase(raw, name, measure)

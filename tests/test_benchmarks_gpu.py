@@ -114,10 +114,11 @@ def test_the_smoke_run_goes_through_every_phase(tmp_path: Path) -> None:
     assert raw["meta"]["forbidden_modules_loaded"] == []
     expected = {"text_trainable_minilm", "hf_trainer_minilm", "text_trainable_bertbase",
                 "hf_trainer_bertbase", "image_trainable", "timm_loop_w0", "timm_loop_w1",
-                "pack_1", "pack_2"}
+                "pack_1", "pack_2", "data_parallel_2"}
     assert expected <= raw["phases"].keys()
     assert not [name for name, phase in raw["phases"].items() if "error" in phase]
-    for name in ("text_trainable_minilm", "image_trainable", "timm_loop_w0", "pack_2"):
+    for name in ("text_trainable_minilm", "image_trainable", "timm_loop_w0", "pack_2",
+                 "data_parallel_2"):
         assert raw["phases"][name]["samples_per_s_last_epoch" if "pack" not in name
                                    else "aggregate_samples_per_s"] > 0
 
@@ -128,9 +129,11 @@ def test_the_smoke_run_goes_through_every_phase(tmp_path: Path) -> None:
     for key in ("text_minilm_vs_hf_trainer", "text_bertbase_vs_hf_trainer",
                 "image_vs_timm_loop_1_workers", "pack2_vs_one_trial", "pack2_gpu_busy_pct",
                 "one_trial_gpu_busy_pct", "text_first_vs_second_epoch",
-                "image_first_vs_second_epoch"):
+                "image_first_vs_second_epoch", "data_parallel_2_vs_one_worker"):
         assert key in figures
     assert figures["pack2_vs_one_trial"] > 0
+    assert figures["data_parallel_2_vs_one_worker"] > 0  # the 2-worker code path (gloo)
+    assert raw["phases"]["data_parallel_2"]["workers"] == 2
     if raw["meta"]["machine"]["gpu"] is None:  # CPU: utilisation is null, with the reason
         assert figures["pack2_gpu_busy_pct"] is None
         assert "no CUDA" in figures["null_reasons"]["pack2_gpu_busy_pct"]

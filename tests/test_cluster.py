@@ -19,6 +19,7 @@ cannot happen on these CPU-only machines; it reaches Ray Tune as any other excep
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,7 +33,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray.tune.search.optuna import OptunaSearch
 
-from tests.cluster import LocalRayCluster, RayNode
+from tests.cluster import LocalRayCluster, RayNode, process_tree
 from tests.mlflow_server import MlflowServer
 from tests.test_search import (
     assert_complete_tracking,
@@ -129,7 +130,8 @@ def cluster_config(folder: Path, data: Path, name: str, cluster: LocalRayCluster
               "max_concurrent": 2, "seed": 0, "max_failures": max_failures,
               **extra.pop("search", {})}
     return search_config(folder, data, name, num_samples, ray={"address": cluster.address},
-                         resources={"cpu": 1}, fixed={"num_epochs": epochs, "batch_size": 8},
+                         resources={"cpu": 1, **extra.pop("resources", {})},
+                         fixed={"num_epochs": epochs, "batch_size": 8},
                          search=search, **extra)
 
 
@@ -191,6 +193,41 @@ def trial_on(node: RayNode, epochs: int, experiment_dir: Path) -> str | None:
         if rows and len(rows) < epochs and node.ran(rows[-1]["pid"]):
             return name
     return None
+
+
+def follower_pid(cluster: LocalRayCluster) -> int | None:
+    """The process of a data-parallel trial's second worker (Ray titles a task's worker
+    process ``ray::<function>``), among the cluster's processes."""
+    for node in cluster.nodes:
+        for pid in process_tree(node.process.pid):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::_follow"):
+                    return pid
+    return None
+
+
+def test_a_two_worker_trial_spans_both_nodes_and_is_retried_when_a_worker_dies(
+        start_driver: Callable[..., Driver], two_nodes: LocalRayCluster, tiny_digits: Path,
+        tmp_path: Path) -> None:
+    config = cluster_config(tmp_path, tiny_digits, "parallel", two_nodes, num_samples=1,
+                            epochs=3, resources={"workers": 2})
+    experiment_dir = tmp_path / "results" / "parallel"
+    driver = start_driver("search", str(config))
+    wait_until(lambda: any(result_rows(experiment_dir).values()), 600,
+               "the 2-worker trial's first epoch", driver)
+    follower = follower_pid(two_nodes)
+    assert follower is not None, "no second worker runs"
+    os.kill(follower, signal.SIGKILL)  # mid-epoch: the next epoch is under way
+    output = driver.finish()
+
+    assert "worker 1 of 2 failed" in output, output[-6000:]
+    (rows,) = result_rows(experiment_dir).values()
+    assert epochs_of(rows) == [0, 1, 2], "retried from its checkpoint, each epoch once"
+    lead = two_nodes.node_of(rows[0]["pid"])
+    assert lead is not None and lead is not two_nodes.node_of(follower), "not on both nodes"
+    uri = sqlite_uri(tmp_path)
+    assert_complete_tracking(uri, "parallel", 1)  # one child run, not one per worker
+    assert_every_epoch_once(uri, "parallel", 3)
 
 
 def test_cluster_refuses_a_driver_without_its_token(two_nodes: LocalRayCluster) -> None:

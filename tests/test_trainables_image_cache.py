@@ -26,6 +26,7 @@ from trainables.image import cache as image_cache
 from trainables.image import files as images
 from trainables.image import trainable as image
 from trainables.loop import Runtime
+from trainables.parallel import Workers
 
 MODEL = "test_efficientnet"  # 160 px input, crop_pct 0.95, bicubic, ImageNet mean/std
 CPU = Runtime(torch.device("cpu"), None)
@@ -304,3 +305,39 @@ def test_corrupt_images_stay_skipped_and_counted(tmp_path):
     with pytest.warns(UserWarning, match="data.eval: skipped 1 of 1"), pytest.raises(
             InputError, match=r"data.eval: none of the 1 image files can be decoded in full"):
         image_cache.build(data_config(), items[:2], items[-1:])
+
+
+def _by_worker(batches, workers: int, batch_size: int = 3) -> list[list]:
+    """Each worker's rows of each training batch of one epoch (None: a worker without rows)."""
+    return [list(batches.train(image.epoch_generator(7, 0), batch_size, Workers(rank, workers)))
+            for rank in range(workers)]
+
+
+@pytest.mark.parametrize("kind", ["cached", "streaming"])
+def test_data_parallel_workers_get_the_single_workers_images_between_them(tmp_path, kind):
+    """Each of 2 workers gets every other row of each batch, augmented exactly as one worker
+    would (the crops of a batch are drawn whole); with 3 workers and 8 images the last batch
+    of 2 leaves the third worker without rows."""
+    _, prepared, _ = prepared_and_hp(tmp_path)
+    if kind == "cached":
+        batches = image_cache.CachedBatches(prepared.cache, torch.device("cpu"))
+    else:
+        config = data_config()
+        batches = image.Streaming(prepared, create_transform(**config, is_training=True),
+                                  create_transform(**config), workers=0, pin_memory=False)
+    (single,) = _by_worker(batches, 1)
+    for count in (2, 3):
+        shares = _by_worker(batches, count)
+        for step, whole in enumerate(single):
+            for rank in range(count):
+                part = shares[rank][step]
+                rows = list(range(rank, len(whole[1]), count))
+                if not rows:
+                    assert part is None
+                    continue
+                assert torch.equal(part[0]["pixel_values"], whole[0]["pixel_values"][rows])
+                assert torch.equal(part[1], whole[1][rows])
+    assert shares[2][-1] is None
+    evaluated = [[labels for _, labels in batches.eval(3, Workers(rank, 2))] for rank in (0, 1)]
+    whole = -(-len(prepared.eval) // 3)
+    assert whole >= 2 and [len(share) for share in evaluated] == [-(-whole // 2), whole // 2]

@@ -45,13 +45,14 @@ class CheckpointReporter:
             raise Crash
 
 
-def tiny_bert(folder: Path) -> Path:
+def tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     """A small randomly initialised BERT body (no classifier) with MiniLM's tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(folder)
+                         intermediate_size=64, hidden_dropout_prob=dropout,
+                         attention_probs_dropout_prob=dropout)).save_pretrained(folder)
     AutoTokenizer.from_pretrained(resolve_package_path(MINILM)).save_pretrained(folder)
     return folder
 

@@ -13,6 +13,11 @@ Per step the loop does no host-device synchronisation except a finiteness check 
 loss every ``CHECK_EVERY`` steps: a NaN/inf loss raises :class:`~trainables.api.TrialFailed`.
 On CUDA it runs under autocast (bf16 where supported, else fp16 with a gradient scaler); on CPU
 in fp32 with the trial's CPU count as torch threads, reproducibly for a given ``seed``.
+
+A data-parallel trial (:mod:`trainables.parallel`) runs this loop on every worker: each trains
+on its rows of every global batch and evaluates its share of the evaluation batches; the
+gradients and the metrics are those of the whole batches and the whole evaluation set; rank 0
+alone reports, and a resumed state is read by rank 0 and sent to the others.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from torch import nn
 from autoft.finetune import L2SP, GradualUnfreezer, build_param_groups, lr_multiplier
 from trainables.api import Reporter, TrialFailed
 from trainables.hparams import HParams
+from trainables.parallel import ALONE, Workers
 from trainables.tasks import Task
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
@@ -43,10 +49,12 @@ PROBE_STEPS = 3
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where a trial runs: the device and the autocast dtype (None: full precision)."""
+    """Where a trial runs: the device, the autocast dtype (None: full precision) and which of
+    the trial's workers this is (each trains on its rows of every batch)."""
 
     device: torch.device
     amp_dtype: torch.dtype | None
+    workers: Workers = ALONE
 
 
 @dataclass
@@ -55,11 +63,13 @@ class Job:
     task (loss and metrics).
 
     ``train_batches(epoch)`` must be deterministic given the epoch (seeded shuffling), so that a
-    resumed trial sees the same batches as an uninterrupted one.
+    resumed trial sees the same batches as an uninterrupted one. On one of several workers
+    (``runtime.workers``) it yields that worker's rows of each global batch, or None for a
+    batch where it has none, and ``eval_batches`` its share of the evaluation batches.
     """
 
     model: nn.Module
-    train_batches: Callable[[int], Iterable[Batch]]
+    train_batches: Callable[[int], Iterable[Batch | None]]
     steps_per_epoch: int
     eval_batches: Callable[[], Iterable[Batch]]
     forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
@@ -67,15 +77,17 @@ class Job:
 
 
 def setup(threads: float, seed: int) -> Runtime:
-    """Seed every generator; pick CUDA (with its AMP dtype) if present, else CPU threads."""
+    """Seed every generator; pick CUDA (with its AMP dtype) if present, else CPU threads; find
+    this worker among the trial's."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    workers = Workers.current()
     if torch.cuda.is_available():
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return Runtime(torch.device("cuda"), dtype)
+        return Runtime(torch.device("cuda"), dtype, workers)
     torch.set_num_threads(max(1, int(threads)))
-    return Runtime(torch.device("cpu"), None)
+    return Runtime(torch.device("cpu"), None, workers)
 
 
 @dataclass
@@ -95,6 +107,7 @@ class Training:
         """The job's model on the device with AdamW over its ULMFiT parameter groups, the
         schedule over the whole fine-tune, and L2-SP when asked for."""
         model = job.model.to(runtime.device)
+        runtime.workers.start_alike(model)
         optimizer = torch.optim.AdamW(build_param_groups(
             model, hp.learning_rate, hp.dis_blocks, hp.factor, hp.weight_decay), fused=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(
@@ -112,21 +125,33 @@ class Training:
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
                 "scaler": self.scaler}
 
-    def step(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        """One optimizer step; the batch's loss, on the device (no host sync)."""
-        device, dtype = self.runtime.device, self.runtime.amp_dtype
-        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
-        labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = self.job.forward(self.model, inputs)
-        loss = self.job.task.loss(logits.float(), labels)
-        objective = loss + self.l2sp.penalty() if self.l2sp is not None else loss
-        self.scaler.scale(objective).backward()
+    def step(self, batch: Batch | None) -> torch.Tensor:
+        """One optimizer step on this worker's rows of a batch (None: it has none of this
+        one); the whole batch's mean loss, on the device (no host sync on one worker)."""
+        device, dtype, workers = self.runtime.device, self.runtime.amp_dtype, self.runtime.workers
+        loss = weight = torch.zeros((), device=device)
+        if batch is not None:
+            inputs = {k: v.to(device, non_blocking=True) for k, v in batch[0].items()}
+            labels = batch[1].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = self.job.forward(self.model, inputs)
+            loss = self.job.task.loss(logits.float(), labels)
+            objective = loss + self.l2sp.penalty() if self.l2sp is not None else loss
+            if workers.size > 1:  # weighted, summed over the workers, then divided
+                weight = self.job.task.loss_weight(labels)
+                objective = objective * weight
+            self.scaler.scale(objective).backward()
+        loss = workers.sync_gradients(self.trainable, loss, weight)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return loss.detach()
+
+    @property
+    def trainable(self) -> list[nn.Parameter]:
+        """The parameters gradual unfreezing leaves trainable now."""
+        return [p for p in self.model.parameters() if p.requires_grad]
 
 
 def run(hp: HParams, reporter: Reporter, build: Callable[[Runtime], Job],
@@ -141,7 +166,8 @@ def run(hp: HParams, reporter: Reporter, build: Callable[[Runtime], Job],
 
     metrics: dict[str, float] = {}
     first_epoch = 0
-    saved = reporter.restore()
+    workers = runtime.workers
+    saved = workers.from_lead(reporter.restore() if workers.lead else None)
     if saved is not None:
         for name, part in parts.items():
             part.load_state_dict(saved[name])
@@ -154,8 +180,8 @@ def run(hp: HParams, reporter: Reporter, build: Callable[[Runtime], Job],
         unfreezer.set_epoch(epoch)
         loss_sum = torch.zeros((), device=runtime.device)
         steps = 0
-        for inputs, labels in job.train_batches(epoch):
-            loss_sum += training.step(inputs, labels)
+        for batch in job.train_batches(epoch):
+            loss_sum += training.step(batch)
             steps += 1
             if steps % CHECK_EVERY == 0:
                 _check_finite(loss_sum, epoch, steps)
@@ -166,9 +192,10 @@ def run(hp: HParams, reporter: Reporter, build: Callable[[Runtime], Job],
                    **{f"eval_{name}": value for name, value in scores.items()},
                    "lr": _head_lr(training.optimizer),
                    "epoch_time_s": time.perf_counter() - started}
-        state = {name: part.state_dict() for name, part in parts.items()}
-        reporter.report(metrics, _to_cpu({**state, "rng": _rng_state(), "epoch": epoch,
-                                          "metrics": metrics}))
+        if workers.lead:
+            state = {name: part.state_dict() for name, part in parts.items()}
+            reporter.report(metrics, _to_cpu({**state, "rng": _rng_state(), "epoch": epoch,
+                                              "metrics": metrics}))
     return metrics
 
 
@@ -183,8 +210,8 @@ def peak_memory(hp: HParams, build: Callable[[Runtime], Job],
     job = build(runtime)
     training = Training.start(job, hp, runtime)
     training.model.train()
-    for inputs, labels in itertools.islice(job.train_batches(0), steps):
-        training.step(inputs, labels)
+    for batch in itertools.islice(job.train_batches(0), steps):
+        training.step(batch)
     training.model.eval()
     with torch.inference_mode(), torch.autocast("cuda", dtype=runtime.amp_dtype):
         for inputs, _ in itertools.islice(job.eval_batches(), 1):
@@ -196,7 +223,8 @@ def peak_memory(hp: HParams, build: Callable[[Runtime], Job],
 @torch.inference_mode()
 def evaluate(model: nn.Module, job: Job, runtime: Runtime) -> dict[str, float]:
     """The task's metrics and its mean loss (``loss``, per example) on the job's evaluation
-    batches; the loss orders trials whose metric ties (early stopping)."""
+    batches, over every worker's share; the loss orders trials whose metric ties (early
+    stopping)."""
     model.eval()
     task, collected, examples = job.task, [], 0
     loss_sum = torch.zeros((), device=runtime.device)
@@ -209,7 +237,11 @@ def evaluate(model: nn.Module, job: Job, runtime: Runtime) -> dict[str, float]:
         loss_sum += task.loss(logits, labels) * len(labels)
         collected.append(task.collect(logits, labels))
         examples += len(labels)
-    return {**task.metrics(collected), "loss": loss_sum.item() / max(examples, 1)}
+    workers = runtime.workers
+    totals = workers.sum(torch.stack([loss_sum, torch.tensor(float(examples),
+                                                             device=runtime.device)]))
+    return {**task.metrics(workers.gather(collected)),
+            "loss": totals[0].item() / max(totals[1].item(), 1)}
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, steps: int) -> None:

@@ -148,6 +148,10 @@ def check_config(config: Config, space: SearchSpace | None = None) -> None:
     searched = space.names if space is not None else []
     check_driver_hparams(config.fixed, f"{where}: fixed")
     builtin = BUILTIN.get(config.trainable)
+    if config.resources.workers > 1 and (builtin is None or not builtin.fine_tunes):
+        raise InputError(f"{where}: resources.workers: {config.resources.workers} data-parallel "
+                         "workers need a built-in fine-tune (trainable: text or image); "
+                         f"trainable {config.trainable!r} trains in one process")
     if builtin is None:
         try:
             declared = declared_model(_user_function(config.trainable))

@@ -61,6 +61,11 @@ class Task:
         """The batch's mean loss (``logits`` in fp32)."""
         raise NotImplementedError
 
+    def loss_weight(self, labels: torch.Tensor) -> torch.Tensor:
+        """How many terms :meth:`loss` averages over a batch with ``labels`` (every label): its
+        weight when the workers of a data-parallel trial make one mean of their rows' losses."""
+        return torch.tensor(float(labels.numel()), device=labels.device)
+
     def collect(self, logits: torch.Tensor, labels: torch.Tensor) -> Any:
         """What evaluation keeps of one batch (on the CPU) for :meth:`metrics`."""
         raise NotImplementedError
@@ -207,6 +212,10 @@ class TokenClassification(Task):
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+    def loss_weight(self, labels: torch.Tensor) -> torch.Tensor:
+        """The scored tokens (not :data:`IGNORE`)."""
+        return (labels != IGNORE).sum().float()
 
     def collect(self, logits: torch.Tensor,
                 labels: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -128,12 +128,25 @@ class SearchSettings(_Section):
 
 
 class Resources(_Section):
-    """Resources per trial; ``gpu`` may be fractional (0.25 runs four trials per GPU) or
-    ``auto``: as many trials per GPU as fit their measured memory, none without GPUs. A trial
-    trains on one device, so more than one GPU per trial would be reserved and left idle."""
+    """Resources per trial worker. A trial runs on ``workers`` data-parallel workers (default
+    1), each with ``cpu`` CPUs and ``gpu`` GPUs, training on its rows of every batch
+    (``batch_size`` is the global batch, so the schedule's steps do not depend on ``workers``).
+    ``gpu`` may be fractional for one worker (0.25 runs four trials per GPU) or ``auto``: as
+    many trials per GPU as fit their measured memory (several workers: a GPU each), none
+    without GPUs. A worker trains on one device, so more than one GPU per worker would be
+    reserved and left idle."""
 
     cpu: float = Field(default=1, gt=0)
     gpu: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
+    workers: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _whole_gpus_for_workers(self) -> Resources:
+        if self.workers > 1 and self.gpu not in ("auto", 0, 1):
+            raise ValueError(f"gpu: {self.gpu:g} per worker with workers: {self.workers}; "
+                             "data-parallel workers each take a whole GPU (gpu: 1) or none "
+                             "(gpu: 0): two on one GPU cannot both use it (NCCL refuses)")
+        return self
 
 
 class RayConfig(_Section):

@@ -47,6 +47,7 @@ from autoft.tuning.confirm import (
     why_not_confirmed,
 )
 from autoft.tuning.console import ConsoleCallback
+from autoft.tuning.data_parallel import trial_resources
 from autoft.tuning.experiment import EXPERIMENT_CONFIG, check_new_experiment, create_experiment
 from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
 from autoft.tuning.numbering import with_trial_slot
@@ -191,9 +192,10 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 
 def _trainable(config: Config, prepared: Any) -> Any:
-    resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+    resources = config.resources
     trainable = wrap_function(tune.with_parameters(run_trial, config=config, prepared=prepared))
-    return tune.with_resources(restoring_present_checkpoints(trainable), resources)
+    return tune.with_resources(restoring_present_checkpoints(trainable), trial_resources(
+        resources.cpu, resources.gpu, resources.workers))
 
 
 def _tracking(config: Config, space: SearchSpace) -> MlflowTrackingCallback:
@@ -320,6 +322,9 @@ def _packed(plan: SearchPlan, prepared: Any) -> SearchPlan:
     if config.resources.gpu != "auto":
         return plan
     gpus = int(ray.cluster_resources().get("GPU", 0))
+    if config.resources.workers > 1:  # data-parallel workers take a whole GPU each
+        return plan_search(config.model_copy(update={"resources": config.resources.model_copy(
+            update={"gpu": 1.0 if gpus else 0.0})}))
     measure = ray.remote(num_gpus=1, max_retries=0)(measure_on_gpu)
     layout = packing(config, plan.space, prepared, gpus,
                      lambda *args: ray.get(measure.remote(*args))) if gpus else None

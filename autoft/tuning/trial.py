@@ -13,6 +13,7 @@ trial at the epoch that reports it, not later, when it would be restored.
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from ray import tune
 
 from autoft.core.config import Config
 from autoft.core.quiet import one_line_warnings
+from autoft.tuning.data_parallel import fit_data_parallel
 from autoft.tuning.retries import fail_if_marked
 from trainables import TrialContext, load_trainable
 from trainables.api import TrialFailed, split_trial_config
@@ -118,5 +120,6 @@ def run_trial(config_of_trial: dict[str, Any], *, config: Config,
         raise RuntimeError("a trial without its autoft context: started outside autoft's driver")
     choice, config, sampled = split_model(config, sampled)
     trainable = load_trainable(config.trainable)
-    trainable.fit(config, prepared[choice], trial_hparams(config, sampled, context),
-                  TuneReporter(context))
+    fit = trainable.fit if config.resources.workers == 1 else functools.partial(
+        fit_data_parallel, fit=trainable.fit)
+    fit(config, prepared[choice], trial_hparams(config, sampled, context), TuneReporter(context))

@@ -65,6 +65,7 @@ from torchvision import transforms as tv
 
 from autoft.core.errors import InputError
 from trainables.image import files as images
+from trainables.parallel import ALONE, Workers
 
 logger = logging.getLogger(__name__)
 
@@ -337,6 +338,12 @@ class Crops:
     factors: torch.Tensor  # [B, 3]: brightness, contrast, saturation
     order: torch.Tensor  # [B, 3]: the step (0, 1, 2) each image takes first, second, third
 
+    def rows(self, rows: Sequence[int]) -> Crops:
+        """The augmentation of the batch's ``rows`` alone (a data-parallel worker's)."""
+        return Crops(*([values[row] for row in rows] for values in
+                       (self.top, self.left, self.height, self.width, self.flip)),
+                     self.factors[list(rows)], self.order[list(rows)])
+
 
 def crop_boxes(sizes: torch.Tensor, augment: TrainAugment, generator: torch.Generator
                ) -> torch.Tensor:
@@ -467,9 +474,9 @@ class CachedBatches:
             memory_format=torch.channels_last)
 
 
-    def augmented(self, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The training images ``indices``, augmented: float [B, 3, H, W] on the device."""
-        crops = draw(self.sizes[indices], self.side, self.augment, generator)
+    def augmented(self, indices: torch.Tensor, crops: Crops) -> torch.Tensor:
+        """The training images ``indices``, augmented by ``crops``: float [B, 3, H, W] on the
+        device."""
         out = torch.empty((len(indices), 3, *self.augment.size), device=self.device)
         for row, index in enumerate(indices.tolist()):
             top, left = crops.top[row], crops.left[row]
@@ -487,17 +494,27 @@ class CachedBatches:
             out = colour_jitter(out, crops.factors, crops.order)
         return self._normalise(out)
 
-    def train(self, generator: torch.Generator, batch_size: int
-              ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-        """One epoch, shuffled and augmented from ``generator``."""
+    def train(self, generator: torch.Generator, batch_size: int, workers: Workers = ALONE
+              ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor] | None]:
+        """One epoch, shuffled and augmented from ``generator``: ``workers``' rows of each
+        batch (None where it has none), drawn as the whole batch's, so that each image is
+        augmented as one worker would."""
         order = torch.randperm(len(self), generator=generator)
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
-            yield {"pixel_values": self.augmented(indices, generator)}, self.train_labels[indices]
+            crops = draw(self.sizes[indices], self.side, self.augment, generator)
+            rows = list(workers.rows(range(len(indices))))
+            if not rows:
+                yield None
+                continue
+            mine = indices[rows]
+            yield {"pixel_values": self.augmented(mine, crops.rows(rows))}, self.train_labels[mine]
 
-    def eval(self, batch_size: int) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-        """The evaluation images in order: the model's evaluation transform's tensors."""
-        for start in range(0, self.cache.eval.shape[0], batch_size):
+    def eval(self, batch_size: int, workers: Workers = ALONE
+             ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        """The evaluation images in order: the model's evaluation transform's tensors
+        (``workers``' share of the batches)."""
+        for start in workers.share(range(0, self.cache.eval.shape[0], batch_size)):
             pixels = to_device(self.eval_pixels[start:start + batch_size], self.device)
             yield ({"pixel_values": self._normalise(pixels.float().div_(255))},
                    self.eval_labels[start:start + batch_size])

@@ -57,6 +57,7 @@ from trainables.image.predict import load_saved_model as load_saved_model
 from trainables.image.predict import predict as predict  # the saved model on new data
 from trainables.image.weights import pretrained_body
 from trainables.loop import Job, Runtime, peak_memory, run
+from trainables.parallel import ALONE, Workers
 from trainables.splits import HOLDOUT_FRACTION, holdout_positions, subsample_positions
 from trainables.tasks import make_task
 
@@ -219,19 +220,29 @@ class Streaming:
             persistent_workers=workers > 0)
 
     def _batches(self, keys: list[list[images.Key]]):
-        self.keys.batches = keys  # set when the pass starts: one pass at a time
-        for pixels, labels in self.loader:
+        """The batches of ``keys``, None for an empty one (a worker without rows in it)."""
+        self.keys.batches = [batch for batch in keys if batch]  # set when the pass starts
+        loaded = iter(self.loader)
+        for batch in keys:
+            if not batch:
+                yield None
+                continue
+            pixels, labels = next(loaded)
             yield {"pixel_values": pixels.contiguous(memory_format=torch.channels_last)}, labels
 
-    def train(self, generator: torch.Generator, batch_size: int):
+    def train(self, generator: torch.Generator, batch_size: int, workers: Workers = ALONE):
+        """``workers``' rows of each batch; each image transformed under its own seed, drawn
+        for the whole epoch, so the same as on one worker."""
         order = torch.randperm(self.train_count, generator=generator).tolist()
         seeds = torch.randint(2**62, (self.train_count,), generator=generator).tolist()
         keys = [(0, index, seeds[index]) for index in order]
-        return self._batches([keys[i:i + batch_size] for i in range(0, len(keys), batch_size)])
+        return self._batches([list(workers.rows(keys[i:i + batch_size]))
+                              for i in range(0, len(keys), batch_size)])
 
-    def eval(self, batch_size: int):
+    def eval(self, batch_size: int, workers: Workers = ALONE):
         keys = [(1, index, None) for index in range(self.eval_count)]
-        return self._batches([keys[i:i + batch_size] for i in range(0, len(keys), batch_size)])
+        return self._batches(list(workers.share(
+            [keys[i:i + batch_size] for i in range(0, len(keys), batch_size)])))
 
 
 def save_model(prepared: ImageData, model_state: dict[str, Any], folder: Path) -> None:
@@ -270,9 +281,9 @@ def make_job(prepared: ImageData, hp: HParams, cpu: float = 1) -> Callable[[Runt
                                 pin_memory=runtime.device.type == "cuda")
         return Job(model=model,
                    train_batches=lambda epoch: batches.train(epoch_generator(hp.seed, epoch),
-                                                             hp.batch_size),
+                                                             hp.batch_size, runtime.workers),
                    steps_per_epoch=-(-len(prepared.train) // hp.batch_size),
-                   eval_batches=lambda: batches.eval(2 * hp.batch_size),
+                   eval_batches=lambda: batches.eval(2 * hp.batch_size, runtime.workers),
                    forward=lambda model, inputs: model(inputs["pixel_values"]),
                    task=make_task("classification", prepared.classes))
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from autoft.core.errors import InputError
+from trainables.parallel import ALONE, Workers
 from trainables.tasks import IGNORE
 
 #: Examples per sorted chunk of :func:`length_grouped_batches`, in batches (Hugging Face: 50).
@@ -197,8 +198,9 @@ def collate(data: Encoded, indices: np.ndarray, pad_id: int) -> Batch:
     return inputs, torch.from_numpy(labels)
 
 
-def sorted_batches(data: Encoded, batch_size: int, pad_id: int) -> Iterator[Batch]:
-    """Evaluation batches in length order (least padding)."""
+def sorted_batches(data: Encoded, batch_size: int, pad_id: int,
+                   workers: Workers = ALONE) -> Iterator[Batch]:
+    """Evaluation batches in length order (least padding): ``workers``' share of them."""
     order = np.argsort(data.lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
+    for start in workers.share(range(0, len(order), batch_size)):
         yield collate(data, order[start:start + batch_size], pad_id)

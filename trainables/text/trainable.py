@@ -291,21 +291,24 @@ def make_job(prepared: TextData, hp: HParams) -> Callable[[Runtime], Job]:
     evaluation = tokens.truncate(prepared.eval, hp.max_length)
     task = make_task(prepared.task, prepared.label_names, hp.threshold)
 
-    def train_batches(epoch: int):
-        rng = np.random.default_rng([hp.seed, epoch])
-        for indices in tokens.length_grouped_batches(train.lengths, hp.batch_size, rng):
-            yield tokens.collate(train, indices, prepared.pad_id)
-
     prior = task.prior(train.labels)
 
     def build(runtime: Runtime) -> Job:
+        workers = runtime.workers
+
+        def train_batches(epoch: int):
+            rng = np.random.default_rng([hp.seed, epoch])
+            for indices in tokens.length_grouped_batches(train.lengths, hp.batch_size, rng):
+                rows = workers.rows(indices)
+                yield tokens.collate(train, rows, prepared.pad_id) if len(rows) else None
+
         model = load_model(prepared)
         if prior is not None:
             _start_at(model, prior)
         return Job(model=model, train_batches=train_batches,
                    steps_per_epoch=-(-len(train) // hp.batch_size),
                    eval_batches=lambda: tokens.sorted_batches(evaluation, tokens.EVAL_BATCH_SIZE,
-                                                              prepared.pad_id),
+                                                              prepared.pad_id, workers),
                    forward=lambda model, inputs: model(**inputs).logits, task=task)
 
     return build
