@@ -35,6 +35,7 @@ from autoft.tracking.writer import MlflowWriter
 from autoft.tuning.algorithms import describe_strategy
 from autoft.tuning.best_model import export_model as copy_kept_model
 from autoft.tuning.driver import SearchInterrupted, SearchResult, plan_search, run_search
+from autoft.tuning.embedded_ray import embedded_ray_started_early
 from autoft.tuning.experiment import check_new_experiment, resumable_config
 from autoft.tuning.export import Format, export_best
 from autoft.tuning.packing import describe_auto
@@ -81,10 +82,16 @@ def as_config(config: ConfigLike, *, num_samples: int | None = None, address: st
                    tracking_uri=tracking_uri, register=register)[0]
 
 
-def _loaded(config: ConfigLike, *, num_samples: int | None = None, address: str | None = None,
-            tracking_uri: str | None = None,
-            register: str | None = None) -> tuple[Config, str | None]:
+def _loaded(config: ConfigLike, **overrides: Any) -> tuple[Config, str | None]:
     """:func:`as_config`, and why the task is the one it is when it was inferred."""
+    return resolve_task(_overridden(config, **overrides))
+
+
+def _overridden(config: ConfigLike, *, num_samples: int | None = None,
+                address: str | None = None, tracking_uri: str | None = None,
+                register: str | None = None) -> Config:
+    """``config`` loaded with the CLI's overrides, before its task is resolved (which imports
+    the trainable and may read the data)."""
     if isinstance(config, Mapping):
         loaded = config_from_mapping(dict(config), Path.cwd())
     elif isinstance(config, Config):
@@ -102,7 +109,7 @@ def _loaded(config: ConfigLike, *, num_samples: int | None = None, address: str 
                                               ("registered_model", register)) if value}
     if tracking:
         update["tracking"] = loaded.tracking.model_copy(update=tracking)
-    return resolve_task(loaded.model_copy(update=update))
+    return loaded.model_copy(update=update)
 
 
 def validate(config: ConfigLike, *, prepare_data: bool = False, **overrides: Any) -> Validation:
@@ -136,13 +143,17 @@ def search(config: ConfigLike, *, verbose: bool = False, **overrides: Any) -> Se
     ``verbose`` shows Ray's own progress tables. Ctrl-C raises
     :class:`~autoft.tuning.driver.SearchInterrupted` (a ``KeyboardInterrupt``).
     """
-    return run_search(as_config(config, **overrides), verbose=verbose)
+    loaded = _overridden(config, **overrides)
+    with embedded_ray_started_early(loaded.ray.address):
+        return run_search(resolve_task(loaded)[0], verbose=verbose)
 
 
 def resume(experiment_dir: str | os.PathLike[str], *, verbose: bool = False) -> SearchResult:
     """Continue an interrupted search in ``experiment_dir`` to its full ``num_samples``; a
     finished one is only summarised (``already_finished``)."""
-    return run_search(resumable_config(Path(experiment_dir)), resume=True, verbose=verbose)
+    config = resumable_config(Path(experiment_dir))
+    with embedded_ray_started_early(config.ray.address):
+        return run_search(config, resume=True, verbose=verbose)
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,17 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from autoft import api
-from autoft.compat import paddlehub
+from autoft.core.config import load_config
 from autoft.core.errors import InputError
-from autoft.core.metrics import goodness
 from autoft.core.quiet import quiet
-from autoft.tracking import ui
-from autoft.tracking.store import LOCAL_UI, check_store
-from autoft.tuning.results import TrialRecord, trials_frame
+from autoft.tuning.embedded_ray import start_in_background
+from autoft.tuning.experiment import resumable_config
+
+if TYPE_CHECKING:
+    from autoft import api
+    from autoft.tuning.results import TrialRecord
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -36,6 +37,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "address": getattr(args, "address", None),
             "tracking_uri": getattr(args, "tracking_uri", None),
             "register": getattr(args, "register", None)}
+
+
+def _api() -> Any:
+    """:mod:`autoft.api`, imported when a command needs it: torch, Ray Tune and MLflow take
+    seconds to import, which a bad config's one-line refusal and the embedded Ray's start
+    (begun before, :func:`cmd_search`) need not wait for."""
+    from autoft import api
+
+    return api
 
 
 def _print_validation(name: str, checked: api.Validation) -> None:
@@ -64,25 +74,29 @@ def _print_validation(name: str, checked: api.Validation) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    _print_validation(args.config, api.validate(args.config, **_overrides(args)))
+    _print_validation(args.config, _api().validate(args.config, **_overrides(args)))
     return EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     if args.dry_run:
-        _print_validation(args.config, api.validate(args.config, prepare_data=True,
-                                                    **_overrides(args)))
+        _print_validation(args.config, _api().validate(args.config, prepare_data=True,
+                                                       **_overrides(args)))
         print("dry run: data prepared, nothing started")
         return EXIT_OK
-    return _summarise(api.search(args.config, verbose=args.verbose, **_overrides(args)))
+    if (args.address or load_config(args.config).ray.address) is None:
+        start_in_background()  # while autoft.api imports
+    return _summarise(_api().search(args.config, verbose=args.verbose, **_overrides(args)))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _summarise(api.resume(args.experiment_dir, verbose=args.verbose))
+    if resumable_config(args.experiment_dir).ray.address is None:
+        start_in_background()  # while autoft.api imports
+    return _summarise(_api().resume(args.experiment_dir, verbose=args.verbose))
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    synced = api.sync(args.experiment_dir, args.timeout)
+    synced = _api().sync(args.experiment_dir, args.timeout)
     print(f"sent {synced.sent} tracking operation(s); {synced.unsent} still unsent")
     return EXIT_OK if synced.unsent == 0 else EXIT_FAILED
 
@@ -94,6 +108,9 @@ TOP_TRIALS = 5
 def best_trials_table(trials: list[TrialRecord], metric: str, top: int = TOP_TRIALS) -> str:
     """The ``top`` best trials by score (``metric``'s direction), one row each: status, epochs,
     score, seed and the hyperparameters; then how many trials ended how."""
+    from autoft.core.metrics import goodness
+    from autoft.tuning.results import trials_frame
+
     ranked = sorted((t for t in trials if t.score is not None),
                     key=lambda t: -goodness(metric, t.score))[:top]
     counts = Counter(t.status for t in trials)
@@ -135,6 +152,8 @@ def _summarise(outcome: api.SearchResult) -> int:
     print(f"best config: {outcome.best_config_path}  (retrain: autoft train "
           f"{outcome.best_config_path})")
     if outcome.runs_url is not None:
+        from autoft.tracking.store import LOCAL_UI
+
         local = outcome.runs_url.startswith(LOCAL_UI)
         how = f" (after `autoft ui --tracking-uri {outcome.tracking_uri}`)" if local else ""
         print(f"the trials in MLflow: {outcome.runs_url}{how}")
@@ -143,13 +162,14 @@ def _summarise(outcome: api.SearchResult) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.model:
-        print(api.export_model(args.experiment_dir, args.output))
+        print(_api().export_model(args.experiment_dir, args.output))
     else:
-        print(api.export(args.experiment_dir, args.format, args.output))
+        print(_api().export(args.experiment_dir, args.format, args.output))
     return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    api = _api()
     config = api.as_config(args.config, **_overrides(args))
     result = api.train(config)
     print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
@@ -162,12 +182,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    done = api.predict(args.model, args.data, args.output)
+    done = _api().predict(args.model, args.data, args.output)
     print(f"{done.count} prediction(s): {done.output}")
     return EXIT_OK
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from autoft.tracking import ui
+    from autoft.tracking.store import check_store
+
     uri = args.tracking_uri
     if uri is None:
         default = Path("autoft_results") / "mlflow.db"
@@ -184,7 +207,7 @@ def _column(value: str) -> int | str:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    done = api.suggest(args.data, args.model, trainable=args.trainable,
+    done = _api().suggest(args.data, args.model, trainable=args.trainable,
                        pretrained_file=args.pretrained_file, eval_data=args.eval,
                        fmt=args.format, text_column=args.text_column,
                        label_column=args.label_column, text_pair_column=args.text_pair_column,
@@ -203,6 +226,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_paddlehub(args: argparse.Namespace) -> int:
+    from autoft.compat import paddlehub
+
     return paddlehub.main(args.rest)
 
 
@@ -311,13 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"autoft: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except api.SearchInterrupted as stopped:
-        print(f"\ninterrupted: the search's MLflow parent run is marked KILLED and no best "
-              f"config was written; `autoft resume {stopped.experiment_dir}` continues it",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+    except KeyboardInterrupt as stopped:
+        where = getattr(stopped, "experiment_dir", None)  # api.SearchInterrupted's folder
+        print("\ninterrupted" if where is None else
+              "\ninterrupted: the search's MLflow parent run is marked KILLED and no best "
+              f"config was written; `autoft resume {where}` continues it", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

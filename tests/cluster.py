@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoft.tuning.driver import EMBEDDED_RAY_ENV
+from autoft.tuning.embedded_ray import EMBEDDED_RAY_ENV
 
 RAY = Path(sys.executable).parent / "ray"
 READY_LINE = "Ray runtime started."

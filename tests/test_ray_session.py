@@ -4,11 +4,18 @@ workers started with one malloc arena."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import ray
 
-from autoft.tuning.driver import EMBEDDED_RAY_ENV, ray_session
+from autoft.core.errors import InputError
+from autoft.tuning.embedded_ray import (
+    EMBEDDED_RAY_ENV,
+    embedded_ray_started_early,
+    ray_session,
+    start_in_background,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -41,3 +48,19 @@ def test_the_embedded_rays_workers_start_with_one_malloc_arena() -> None:
     assert {name: os.environ.get(name) for name in EMBEDDED_RAY_ENV} == {
         name: before.get(name) for name in EMBEDDED_RAY_ENV}
 
+
+
+def test_a_ray_started_in_the_background_is_taken_over_and_outlives_its_thread() -> None:
+    """Ray ties its processes to the thread that started them; the session must keep them."""
+    start_in_background()
+    time.sleep(1)
+    with ray_session(None):
+        assert ray.get(ray.remote(lambda: 1).remote()) == 1
+        assert ray.cluster_resources().get("CPU", 0) > 0
+    assert not ray.is_initialized()
+
+
+def test_a_command_that_fails_before_its_session_stops_the_early_ray() -> None:
+    with pytest.raises(InputError), embedded_ray_started_early(None):
+        raise InputError("the config's space is malformed")
+    assert not ray.is_initialized()

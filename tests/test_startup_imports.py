@@ -14,6 +14,9 @@ import pytest
     ("autoft.tuning.driver", ["nevergrad"]),
     # a trial worker: no MLflow (0.9 s; the driver logs), no search algorithms
     ("autoft.tuning.trial", ["mlflow", "nevergrad", "optuna"]),
+    # the command line: nothing heavy before a command needs it (a bad config is refused in
+    # 0.2 s, not 6; the embedded Ray starts while the rest imports)
+    ("autoft.cli", ["torch", "ray", "mlflow", "optuna", "pandas", "transformers", "timm"]),
 ])
 def test_a_process_imports_only_what_it_uses(module: str, absent: list[str]) -> None:
     code = f"import sys, {module}; print([m for m in {absent!r} if m in sys.modules])"

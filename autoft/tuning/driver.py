@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,6 @@ from ray import tune
 from ray.tune.trainable.function_trainable import wrap_function
 
 from autoft.core.config import Config
-from autoft.core.environ import scoped_environ
 from autoft.core.errors import InputError
 from autoft.core.files import write_text_atomic
 from autoft.core.metrics import scored_epoch
@@ -48,6 +45,7 @@ from autoft.tuning.confirm import (
 )
 from autoft.tuning.console import ConsoleCallback
 from autoft.tuning.data_parallel import trial_resources
+from autoft.tuning.embedded_ray import ray_session
 from autoft.tuning.experiment import EXPERIMENT_CONFIG, check_new_experiment, create_experiment
 from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
 from autoft.tuning.numbering import with_trial_slot
@@ -63,19 +61,6 @@ from trainables.backbones import prepare_models
 from trainables.registry import check_config
 
 log = logging.getLogger(__name__)
-
-#: The environment the embedded Ray's processes start with (a value already set wins).
-#: ``RAY_worker_niceness``: trials run at the command's own priority, not Ray's default nice 15
-#: below the driver and Ray's daemons. ``MALLOC_ARENA_MAX``: Ray Tune runs a trial in a thread
-#: of its worker, and glibc gives such a thread a malloc arena of its own that hands freed
-#: memory back to the kernel, so every training step page-faulted its buffers in again and the
-#: same ``fit`` ran 1.3-2x slower in a trial than in a main thread (benchmarks/results/
-#: overhead.md). glibc reads it when a process starts, so it is set before Ray starts its
-#: processes; the nodes of a cluster get it from where they are started (docker/Dockerfile).
-EMBEDDED_RAY_ENV: dict[str, str] = {"RAY_worker_niceness": "0", "MALLOC_ARENA_MAX": "1"}
-#: The logger of Ray's notices about token authentication when it starts a local cluster.
-RAY_AUTH_NOTICES = "ray._private.authentication.authentication_token_setup"
-
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -153,42 +138,6 @@ def check_gpus(config: Config) -> None:
         raise InputError(f"{config.source or 'config'}: resources.gpu: {gpu:g} GPU per trial, "
                          "but this machine has no CUDA GPU and no ray.address names a cluster "
                          "that has (the trials would never start)")
-
-
-@contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Join ``address``, or start an embedded local Ray that is this command's alone.
-
-    ``address="local"`` matters: a plain ``ray.init()`` joins whatever cluster an earlier
-    ``ray start`` left in Ray's temp dir, even a dead one. The embedded Ray's processes start
-    with :data:`EMBEDDED_RAY_ENV` (Ray's workers are started by its node's processes, which
-    keep it).
-    """
-    # Epoch checkpoints of short trials snapshot the experiment often; that is expected here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if address is None:
-        # Ray turns token authentication on for every new local cluster and says so each time
-        # ("Token authentication is enabled for this Ray cluster..."): routine, not news.
-        logging.getLogger(RAY_AUTH_NOTICES).setLevel(logging.ERROR)
-    if ray.is_initialized():
-        yield
-        return
-    # A value already set wins; the nodes of a cluster take theirs from where they started.
-    embedded = {} if address is not None else {
-        name: os.environ.get(name, value) for name, value in EMBEDDED_RAY_ENV.items()}
-    try:
-        with scoped_environ(embedded):
-            ray.init(address=address or "local", include_dashboard=False,
-                     configure_logging=False, log_to_driver=True)
-    except ConnectionError as exc:
-        raise InputError(
-            f"ray.address: cannot join the Ray cluster at {address} ({exc}); a cluster started "
-            "with `ray start` needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN, "
-            "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _trainable(config: Config, prepared: Any) -> Any:
