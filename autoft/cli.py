@@ -68,6 +68,13 @@ def _print_validation(name: str, checked: api.Validation) -> None:
         print("fixed: " + ", ".join(f"{k}={v}" for k, v in config.fixed.items()))
     if checked.gpus is not None:
         print(checked.gpus)
+    resources = config.resources
+    if resources.workers > 1:
+        gpu = ("a GPU where the cluster has them" if resources.gpu == "auto"
+               else f"{resources.gpu:g} GPU")
+        print(f"each trial on {resources.workers} data-parallel workers, each with "
+              f"{resources.cpu:g} CPU and {gpu}; batch_size is the global batch, split between "
+              "them")
     if checked.unchecked:
         print(f"passed to {config.trainable} as given (it declares no type for them): "
               + ", ".join(checked.unchecked))

@@ -48,7 +48,7 @@ def test_resume_puts_back_the_state_and_results_a_killed_copy_cut_short(tmp_path
 
 def test_a_kill_between_the_renames_leaves_the_old_set(tmp_path: Path) -> None:
     experiment = _staged(tmp_path / "experiment", 1)
-    copy_state(experiment, experiment / BACKUP)
+    copy_state(_staged(tmp_path / "staging", 1), experiment / BACKUP)
     (experiment / BACKUP).rename(experiment / f"{BACKUP}.old")  # the new set never renamed in
     (experiment / STATE).write_bytes(b"")
     assert restore_state_backup(experiment) == [STATE]
