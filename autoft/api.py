@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -41,15 +41,16 @@ from autoft.tuning.export import Format, export_best
 from autoft.tuning.packing import describe_auto
 from autoft.tuning.predict import PredictResult
 from autoft.tuning.predict import predict as predict_with
-from autoft.tuning.suggest import Suggestion, render
-from autoft.tuning.suggest import suggest as suggest_for
 from autoft.tuning.train import TrainResult
 from autoft.tuning.train import train as train_config
 from trainables import load_trainable
 from trainables.backbones import prepare_models
 from trainables.profile.locate import infer_columns, locate
-from trainables.profile.probe import Profile, measure
 from trainables.registry import check_config, check_inputs, resolve_task, unchecked_hparams
+
+if TYPE_CHECKING:  # suggest's modules import scikit-learn (0.8 s), which a search never uses
+    from autoft.tuning.suggest import Suggestion
+    from trainables.profile.probe import Profile
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike[str]
 
@@ -253,6 +254,10 @@ def suggest(data: str | os.PathLike[str], model: str, *, trainable: str | None =
     raw = {"name": name, "trainable": kind, "model": model, "data": section,
            "pretrained_file": str(pretrained_file) if pretrained_file else None}
     measured, task_why = resolve_task(config_from_mapping(raw, Path.cwd(), "suggest"))
+    from autoft.tuning.suggest import render
+    from autoft.tuning.suggest import suggest as suggest_for
+    from trainables.profile.probe import measure
+
     profile = measure(measured, task_why or "")
     suggestion = suggest_for(profile)
     base = target.parent if target else Path.cwd()

@@ -10,8 +10,9 @@ import pytest
 
 
 @pytest.mark.parametrize(("module", "absent"), [
-    # the driver: Nevergrad (0.8 s) only for `algorithm: pso`
-    ("autoft.tuning.driver", ["nevergrad"]),
+    # the driver: Nevergrad (0.8 s) only for `algorithm: pso`, scikit-learn (0.8 s) only for
+    # `suggest`
+    ("autoft.api", ["nevergrad", "sklearn"]),
     # a trial worker: no MLflow (0.9 s; the driver logs), no search algorithms
     ("autoft.tuning.trial", ["mlflow", "nevergrad", "optuna"]),
     # the command line: nothing heavy before a command needs it (a bad config is refused in
