@@ -91,9 +91,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                                                        **_overrides(args)))
         print("dry run: data prepared, nothing started")
         return EXIT_OK
-    if (args.address or load_config(args.config).ray.address) is None:
+    config = load_config(args.config)  # read once, here: its cluster decides the early start
+    if (args.address or config.ray.address) is None:
         start_in_background()  # while autoft.api imports
-    return _summarise(_api().search(args.config, verbose=args.verbose, **_overrides(args)))
+    return _summarise(_api().search(config, verbose=args.verbose, **_overrides(args)))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from autoft.tuning.packing import (
     hungriest,
     packed,
     packing,
+    per_worker,
     trials_per_gpu,
 )
 
@@ -107,3 +108,11 @@ def test_validate_says_what_auto_chooses_without_a_gpu(tmp_path: Path,
     assert cli_main(["validate", str(tmp_path / "search.yaml")]) == 0
     assert "resources.gpu auto: no CUDA GPU on this machine: the trials run on the CPU" in \
         capsys.readouterr().out
+
+
+def test_data_parallel_workers_take_a_whole_gpu_each_not_a_packed_share() -> None:
+    config = config_from_mapping({"name": "dp", "resources": {"workers": 2}}, Path.cwd())
+    assert per_worker(config, 4).resources.gpu == 1.0
+    assert per_worker(config, 0).resources.gpu == 0.0
+    one = config_from_mapping({"name": "one"}, Path.cwd())
+    assert per_worker(one, 4) is None  # packed by its measured memory

@@ -141,17 +141,12 @@ class Training:
                 weight = self.job.task.loss_weight(labels)
                 objective = objective * weight
             self.scaler.scale(objective).backward()
-        loss = workers.sync_gradients(self.trainable, loss, weight)
+        loss = workers.sync_gradients(self.model, loss, weight)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return loss.detach()
-
-    @property
-    def trainable(self) -> list[nn.Parameter]:
-        """The parameters gradual unfreezing leaves trainable now."""
-        return [p for p in self.model.parameters() if p.requires_grad]
 
 
 def run(hp: HParams, reporter: Reporter, build: Callable[[Runtime], Job],

@@ -71,15 +71,17 @@ class Workers:
             for tensor in model.state_dict().values():
                 dist.broadcast(tensor, 0)
 
-    def sync_gradients(self, parameters: Sequence[nn.Parameter], loss: torch.Tensor,
+    def sync_gradients(self, model: nn.Module, loss: torch.Tensor,
                        weight: torch.Tensor) -> torch.Tensor:
         """Turn each worker's gradients of ``weight`` x (its loss + penalty) into the gradients
         of the whole batch's mean; the whole batch's mean loss. One worker: ``loss`` itself.
 
-        ``parameters`` are those that require gradients (the same on every worker); one that got
-        no gradient on any worker keeps none, as it would on one worker."""
+        The parameters that require gradients now (gradual unfreezing: the same on every
+        worker) take part; one that got no gradient on any worker keeps none, as it would on
+        one worker."""
         if self.size == 1:
             return loss
+        parameters = [p for p in model.parameters() if p.requires_grad]
         device = loss.device
         present = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32,
                                device=device)

@@ -49,7 +49,7 @@ from autoft.tuning.embedded_ray import ray_session
 from autoft.tuning.experiment import EXPERIMENT_CONFIG, check_new_experiment, create_experiment
 from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
 from autoft.tuning.numbering import with_trial_slot
-from autoft.tuning.packing import measure_on_gpu, packed, packing
+from autoft.tuning.packing import measure_on_gpu, packed, packing, per_worker
 from autoft.tuning.plots import write_plots
 from autoft.tuning.restore import restoring_present_checkpoints
 from autoft.tuning.results import TrialRecord, best_trial, load_trials, trials_frame
@@ -271,9 +271,9 @@ def _packed(plan: SearchPlan, prepared: Any) -> SearchPlan:
     if config.resources.gpu != "auto":
         return plan
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    if config.resources.workers > 1:  # data-parallel workers take a whole GPU each
-        return plan_search(config.model_copy(update={"resources": config.resources.model_copy(
-            update={"gpu": 1.0 if gpus else 0.0})}))
+    whole_gpus = per_worker(config, gpus)
+    if whole_gpus is not None:
+        return plan_search(whole_gpus)
     measure = ray.remote(num_gpus=1, max_retries=0)(measure_on_gpu)
     layout = packing(config, plan.space, prepared, gpus,
                      lambda *args: ray.get(measure.remote(*args))) if gpus else None

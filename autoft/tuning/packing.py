@@ -120,10 +120,23 @@ def measure_on_gpu(config: Config, prepared: Any, hparams: dict[str, Any]) -> tu
     return peak, torch.cuda.mem_get_info()[1]
 
 
+def per_worker(config: Config, gpus: int) -> Config | None:
+    """``config`` with ``resources.gpu: auto`` resolved for data-parallel trials: a whole GPU per
+    worker where there are ``gpus`` (two workers on one GPU cannot both use it), else none;
+    None for trials of one worker, which are packed by their measured memory instead."""
+    if config.resources.gpu != "auto" or config.resources.workers == 1:
+        return None
+    return config.model_copy(update={"resources": config.resources.model_copy(
+        update={"gpu": 1.0 if gpus else 0.0})})
+
+
 def describe_auto(config: Config, space: SearchSpace,
                   prepare: Callable[[], Mapping[str, Any]]) -> str:
     """What ``resources.gpu: auto`` will choose, for ``autoft validate``: measured here when this
     machine runs the trials (``prepare`` reads the data), else said when."""
+    if config.resources.workers > 1:
+        return (f"resources.gpu auto: a GPU for each of a trial's {config.resources.workers} "
+                "data-parallel workers where there are GPUs, else the CPU")
     if config.ray.address is not None:
         return ("resources.gpu auto: the search measures a trial on a GPU of the cluster when it "
                 "starts (no GPUs: trials run on CPUs)")
