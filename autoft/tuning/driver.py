@@ -51,11 +51,11 @@ from autoft.tuning.export import BEST_CONFIG, best_config, dump_config
 from autoft.tuning.numbering import with_trial_slot
 from autoft.tuning.packing import measure_on_gpu, packed, packing, per_worker
 from autoft.tuning.plots import write_plots
-from autoft.tuning.restore import restoring_present_checkpoints
 from autoft.tuning.results import TrialRecord, best_trial, load_trials, trials_frame
 from autoft.tuning.retries import NoRetryForLastingFailures
 from autoft.tuning.state_backup import StateBackup, restore_state_backup
 from autoft.tuning.trial import run_trial, trial_name
+from autoft.tuning.trial_actor import trial_class
 from trainables import load_trainable
 from trainables.backbones import prepare_models
 from trainables.registry import check_config
@@ -143,7 +143,7 @@ def check_gpus(config: Config) -> None:
 def _trainable(config: Config, prepared: Any) -> Any:
     resources = config.resources
     trainable = wrap_function(tune.with_parameters(run_trial, config=config, prepared=prepared))
-    return tune.with_resources(restoring_present_checkpoints(trainable), trial_resources(
+    return tune.with_resources(trial_class(trainable), trial_resources(
         resources.cpu, resources.gpu, resources.workers))
 
 

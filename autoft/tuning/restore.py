@@ -58,16 +58,3 @@ def _newest_checkpoint(filesystem: pyarrow.fs.FileSystem, trial_path: str) -> st
                      and info.base_name.startswith(CHECKPOINT_PREFIX))
     return folders[-1] if folders else None
 
-
-def restoring_present_checkpoints(trainable: type) -> type:
-    """``trainable`` (a Ray Tune trainable class: a function through ``wrap_function``)
-    restoring with :func:`present_checkpoint`."""
-
-    class Trainable(trainable):  # type: ignore[misc,valid-type]
-        def restore(self, checkpoint_path: Any) -> None:
-            present = present_checkpoint(checkpoint_path)
-            if present is not None:
-                super().restore(present)
-
-    Trainable.__name__ = Trainable.__qualname__ = trainable.__name__
-    return Trainable
