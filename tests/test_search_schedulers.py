@@ -94,6 +94,9 @@ def test_a_failure_a_retry_cannot_fix_is_not_retried(
     assert "no trial reported a score" in said.err
     summary = said.out[said.out.rindex("best 0 of 2 trials"):].splitlines()
     failed = [line for line in summary if " failed: " in line]  # one line each, after the table
+    # The retry of a lasting failure is not a start, and none follows it.
+    assert [said.out.count(f"trial_000{i} started") for i in range(2)] == [1, 1]
+    assert all(line.count("not retried: ") == 1 for line in failed), failed
     assert [line[:len("trial_0000 failed: ")] for line in failed] == [
         f"trial_000{i} failed: " for i in range(2)]
     assert all("NaN" in line for line in failed)
