@@ -39,8 +39,11 @@ def three_epochs(config: dict) -> None:
 
 
 @pytest.mark.parametrize("joins", [True, False])
-def test_a_stopped_trial_waits_for_its_thread_to_free_its_frames(tmp_path: Path,
-                                                                 joins: bool) -> None:
+def test_a_stopped_trial_waits_for_its_thread_to_free_its_frames(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, joins: bool) -> None:
+    # Ray's trainable moves the process into the trial's working folder: back after the test,
+    # or later searches' workers start there and cannot import the tests' trainables.
+    monkeypatch.chdir(tmp_path)
     function = wrap_function(three_epochs)
     trainable = (trial_class(function) if joins else function)(
         config={}, storage=StorageContext(storage_path=str(tmp_path),

@@ -17,7 +17,7 @@ from ray.tune import Callback
 from autoft.core.metrics import goodness
 from autoft.core.trials import trial_status
 from autoft.tracking.callback import result_epoch, trial_error
-from autoft.tuning.retries import marked
+from autoft.tuning.retries import marked_failure
 from trainables.api import split_trial_config
 
 
@@ -63,7 +63,8 @@ class ConsoleCallback(Callback):
         print(f"{trial} {text}", file=self.stream, flush=True)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if marked(trial.config):  # not a start: it fails at once with the error said next
+        # The retry of a lasting failure is not a start: it fails at once, with the error said next.
+        if marked_failure(trial.config) is not None:
             return
         sampled, context = split_trial_config(trial.config)
         seed = "" if context is None else f" seed={context.seed}"

@@ -48,13 +48,13 @@ class NoRetryForLastingFailures(Callback):
             trial.max_failures = trial.run_metadata.num_failures
 
 
-def marked(config_of_trial: dict[str, Any]) -> bool:
-    """Whether this start of a trial is the retry of a lasting failure, which fails at once."""
-    return MARK in config_of_trial.get(TRIAL_KEY, {})
+def marked_failure(config_of_trial: dict[str, Any]) -> str | None:
+    """The lasting failure this start of a trial retries (the start fails at once), or None."""
+    return config_of_trial.get(TRIAL_KEY, {}).get(MARK)
 
 
 def fail_if_marked(config_of_trial: dict[str, Any]) -> None:
     """Raise the lasting failure a trial already had (on the worker, before training)."""
-    error = config_of_trial.get(TRIAL_KEY, {}).get(MARK)
+    error = marked_failure(config_of_trial)
     if error is not None:
         raise TrialFailed(f"not retried: {error}")

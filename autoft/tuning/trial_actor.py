@@ -43,7 +43,7 @@ def trial_class(trainable: type) -> type:
             try:
                 super().cleanup()
             finally:
-                if thread is not None and thread.is_alive():
+                if thread is not None:
                     thread.join(THREAD_END_TIMEOUT_S)
 
     Trainable.__name__ = Trainable.__qualname__ = trainable.__name__
